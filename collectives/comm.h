@@ -1,0 +1,33 @@
+/* dltrain collectives: how ranks talk. One small interface over the world of
+ * ranks; the MPI implementation is comm_mpi.c (an NCCL one joins it for the
+ * GPU path). Nothing else in dltrain calls MPI for training traffic.
+ * All calls are collective: every rank calls them in the same order. */
+#ifndef DL_COMM_H
+#define DL_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../runtime/error.h"
+
+typedef struct dl_comm dl_comm_t; /* opaque */
+
+/* A communicator over all ranks of the job. MPI must be initialised. */
+int dl_comm_create_world(dl_comm_t **out, dl_err_t *err);
+void dl_comm_free(dl_comm_t *c);
+int dl_comm_rank(const dl_comm_t *c);
+int dl_comm_size(const dl_comm_t *c);
+
+/* In-place sums over all ranks. Counts may exceed 2^31. */
+int dl_comm_allreduce_sum_f32(dl_comm_t *c, float *buf, int64_t n, dl_err_t *err);
+int dl_comm_allreduce_sum_f64(dl_comm_t *c, double *buf, int64_t n, dl_err_t *err);
+/* In-place minimum over all ranks of n int64 values. */
+int dl_comm_allreduce_min_i64(dl_comm_t *c, int64_t *buf, int n, dl_err_t *err);
+/* Copy bytes from root to every rank. */
+int dl_comm_broadcast(dl_comm_t *c, void *buf, int64_t bytes, int root, dl_err_t *err);
+int dl_comm_barrier(dl_comm_t *c, dl_err_t *err);
+/* End every rank of the job with status: for failures after which the other
+ * ranks may be blocked in a collective and could not be told otherwise. */
+void dl_comm_abort(int status);
+
+#endif

@@ -1,0 +1,57 @@
+/* dltrain image-classification datasets stored in HDF5.
+ *
+ * Schema (version 1), one or more files ("shards"), each holding:
+ *   /images  uint8, rank 4, N x C x H x W, contiguous layout
+ *   /labels  any integer type, rank 1, N (values 0 .. num_classes-1)
+ *   root attributes: dltrain_schema = "image-classification" (string),
+ *                    schema_version = 1 (int), num_classes (int)
+ *   /images attributes: mean, std (float64, length C, in pixel units 0..255)
+ * Every shard of one dataset must agree on C, H, W and num_classes.
+ *
+ * The reader knows nothing about MPI: the caller passes the global sample
+ * indices it wants, and reads only those samples (hyperslab reads). */
+#ifndef DL_DATASET_H
+#define DL_DATASET_H
+
+#include <stdint.h>
+
+#include "../runtime/error.h"
+
+typedef struct dl_dataset dl_dataset_t; /* opaque */
+
+typedef struct dl_dataset_info {
+    int64_t n;       /* samples over all shards */
+    int c, h, w;     /* channels, height, width */
+    int num_classes;
+    int n_files;     /* number of shard files */
+    double mean[16]; /* per channel, pixel units (only c entries used) */
+    double std[16];
+} dl_dataset_info_t;
+
+/* Open a dataset. spec is one path, a comma-separated list of paths, or a glob
+ * pattern (e.g. "data/train-*.h5"); shards are ordered as listed, globs sorted.
+ * Validates the schema of every shard; on mismatch returns DL_EINPUT with a
+ * message naming the file and the dataset/attribute and what is accepted.
+ * A missing file is DL_EINPUT too. Files are opened read-only with HDF5 file
+ * locking disabled. */
+int dl_dataset_open(const char *spec, dl_dataset_t **out, dl_err_t *err);
+
+const dl_dataset_info_t *dl_dataset_info(const dl_dataset_t *ds);
+
+/* Read n samples with global indices idx[0..n-1] (any order, may repeat).
+ * images: n x (c*h*w) floats, normalised as (pixel - mean[c]) / std[c];
+ * labels: n int32. Reads only the requested samples from the files (grouped
+ * into hyperslab runs), never whole files. A label outside 0..num_classes-1
+ * is DL_EINPUT naming the file and index. */
+int dl_dataset_read(dl_dataset_t *ds, const int64_t *idx, int n, float *images, int32_t *labels,
+                    dl_err_t *err);
+
+void dl_dataset_close(dl_dataset_t *ds);
+
+/* Convert an IDX image file and IDX label file (gzip-compressed or plain) to a
+ * schema-1 HDF5 file at out_path, computing per-channel mean and std. The file
+ * is written to out_path.tmp and renamed on success. */
+int dl_idx_to_h5(const char *images_path, const char *labels_path, const char *out_path,
+                 dl_err_t *err);
+
+#endif

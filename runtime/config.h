@@ -1,0 +1,77 @@
+/* dltrain job configuration: an INI job file parsed with inih into typed,
+ * range-checked fields. Every accepted key is listed in one table in
+ * config.c; an unknown section or key, a malformed or out-of-range value and a
+ * missing required key are errors naming the file, the line and what is
+ * accepted. Command-line overrides (section.key=value) take precedence. */
+#ifndef DL_CONFIG_H
+#define DL_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../models/model.h"
+#include "error.h"
+
+#define DL_MAX_LAYERS 256
+#define DL_PATH_MAX 1024
+
+typedef enum { DL_DEVICE_CPU, DL_DEVICE_CUDA, DL_DEVICE_AUTO } dl_device_t;
+typedef enum { DL_OPT_SGD, DL_OPT_ADAMW } dl_opt_type_t;
+typedef enum { DL_PROGRESS_AUTO, DL_PROGRESS_BAR, DL_PROGRESS_LINES } dl_progress_t;
+typedef enum { DL_SCHED_CONSTANT, DL_SCHED_STEP, DL_SCHED_COSINE, DL_SCHED_LINEAR } dl_sched_type_t;
+
+typedef struct dl_optim_cfg {
+    int type; /* dl_opt_type_t */
+    double lr, momentum, weight_decay, beta1, beta2, eps;
+    int nesterov;
+} dl_optim_cfg_t;
+
+typedef struct dl_sched_cfg {
+    int type; /* dl_sched_type_t */
+    int64_t warmup_steps, step_size;
+    double gamma, min_lr;
+} dl_sched_cfg_t;
+
+typedef struct dl_config {
+    char path[DL_PATH_MAX]; /* the job file, for messages */
+    /* [train] */
+    int device;                 /* dl_device_t */
+    int64_t epochs, max_steps;  /* 0 = not set; training stops at whichever comes first */
+    int64_t batch_size;         /* per rank; 0 = derive from global_batch_size */
+    int64_t global_batch_size;  /* 0 = batch_size x ranks */
+    int64_t seed, threads, log_every, eval_every;
+    int progress; /* dl_progress_t */
+    char run_dir[DL_PATH_MAX];
+    /* [data] */
+    char train_data[DL_PATH_MAX], test_data[DL_PATH_MAX];
+    /* [optim], [schedule] */
+    dl_optim_cfg_t optim;
+    dl_sched_cfg_t sched;
+    /* layer sections, in file order */
+    int n_layers;
+    dl_layer_spec_t layers[DL_MAX_LAYERS];
+    /* provenance: where each key of the key table got its value (0 = default,
+     * -1 = command line, otherwise the job-file line) */
+    int origin[64];
+} dl_config_t;
+
+/* Parse job-file text (already read; path names it in messages) and apply
+ * overrides "section.key=value". Returns 0 or DL_EINPUT with err->msg set. */
+int dl_config_parse(dl_config_t *cfg, const char *path, const char *text, int n_overrides,
+                    char *const *overrides, dl_err_t *err);
+
+/* Read a whole file into a NUL-terminated buffer the caller frees. A missing
+ * or unreadable job file is DL_EINPUT. */
+int dl_config_read_file(const char *path, char **text, dl_err_t *err);
+
+/* Print the fully resolved configuration as a job file, every key with its
+ * value and where it came from. */
+void dl_config_print(const dl_config_t *cfg, FILE *f);
+
+/* List every accepted section and key with its type, default and meaning. */
+void dl_config_print_keys(FILE *f);
+
+/* Digest of the resolved configuration (stable across ranks and runs). */
+uint64_t dl_config_digest(const dl_config_t *cfg);
+
+#endif

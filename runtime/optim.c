@@ -1,0 +1,84 @@
+/* Optimisers; see optim.h. Updates follow PyTorch's definitions so results
+ * can be compared with it step for step. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optim.h"
+
+int dl_optim_init(dl_optim_t *o, const dl_optim_cfg_t *cfg, int64_t n_params, dl_err_t *err)
+{
+    memset(o, 0, sizeof *o);
+    o->cfg = *cfg;
+    o->n = n_params;
+    o->m = dl_calloc((size_t)n_params, sizeof(float), err);
+    if (!o->m)
+        return DL_ENOMEM;
+    if (cfg->type == DL_OPT_ADAMW) {
+        o->v = dl_calloc((size_t)n_params, sizeof(float), err);
+        if (!o->v) {
+            dl_optim_free(o);
+            return DL_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* buf = mu*buf + g'; p -= lr * (nesterov ? g' + mu*buf : buf), g' = g + wd*p.
+ * With a zero buffer the first step gives buf = g', as PyTorch's does. */
+static void sgd_step(dl_optim_t *o, float *p, const float *g, float lr)
+{
+    const float mu = (float)o->cfg.momentum, wd = (float)o->cfg.weight_decay;
+    float *buf = o->m;
+    if (mu == 0.0f) {
+        for (int64_t i = 0; i < o->n; i++)
+            p[i] -= lr * (g[i] + wd * p[i]);
+        return;
+    }
+    if (o->cfg.nesterov) {
+        for (int64_t i = 0; i < o->n; i++) {
+            float gi = g[i] + wd * p[i];
+            buf[i] = mu * buf[i] + gi;
+            p[i] -= lr * (gi + mu * buf[i]);
+        }
+    } else {
+        for (int64_t i = 0; i < o->n; i++) {
+            float gi = g[i] + wd * p[i];
+            buf[i] = mu * buf[i] + gi;
+            p[i] -= lr * buf[i];
+        }
+    }
+}
+
+/* Decoupled weight decay (Loshchilov and Hutter), bias-corrected moments. */
+static void adamw_step(dl_optim_t *o, float *p, const float *g, float lr)
+{
+    const float b1 = (float)o->cfg.beta1, b2 = (float)o->cfg.beta2, eps = (float)o->cfg.eps;
+    const float decay = 1.0f - lr * (float)o->cfg.weight_decay;
+    const double t = (double)o->t;
+    const float c1 = (float)(1.0 - pow(o->cfg.beta1, t));
+    const float c2 = (float)sqrt(1.0 - pow(o->cfg.beta2, t));
+    const float step = lr / c1;
+    for (int64_t i = 0; i < o->n; i++) {
+        p[i] *= decay;
+        o->m[i] = b1 * o->m[i] + (1.0f - b1) * g[i];
+        o->v[i] = b2 * o->v[i] + (1.0f - b2) * g[i] * g[i];
+        p[i] -= step * o->m[i] / (sqrtf(o->v[i]) / c2 + eps);
+    }
+}
+
+void dl_optim_step(dl_optim_t *o, float *params, const float *grads, double lr)
+{
+    o->t++;
+    if (o->cfg.type == DL_OPT_ADAMW)
+        adamw_step(o, params, grads, (float)lr);
+    else
+        sgd_step(o, params, grads, (float)lr);
+}
+
+void dl_optim_free(dl_optim_t *o)
+{
+    free(o->m);
+    free(o->v);
+    o->m = o->v = NULL;
+}

@@ -1,0 +1,480 @@
+/* The training loop; see train.h.
+ *
+ * Data order: each epoch has one seeded permutation of the training set,
+ * computed identically on every rank. Global batch b of the epoch is
+ * perm[b*G .. (b+1)*G); rank r takes the contiguous slice r*B .. (r+1)*B of
+ * it. The order of samples therefore depends only on the seed, the epoch and
+ * the global batch size, never on the number of ranks, and an N-rank run
+ * computes the same updates as a 1-rank run with the same global batch.
+ * The loss is scaled by 1/G on every rank, so the all-reduced sum of the
+ * ranks' gradients is the gradient of the global batch's mean loss. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "metrics.h"
+#include "optim.h"
+#include "train.h"
+
+#define EVAL_CHUNK 256
+#define SHUFFLE_STREAM 0x5348554646ULL /* keeps shuffling apart from init streams */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- the plan: checks before any work ---------------------------------- */
+
+static int check_data_fit(const dl_config_t *cfg, const dl_plan_t *p, dl_err_t *err)
+{
+    const dl_dataset_info_t *a = &p->train, *b = &p->test;
+    if (a->c != b->c || a->h != b->h || a->w != b->w)
+        return DL_ERR(err, DL_EINPUT,
+                      "%s: test images are %d x %d x %d but training images (%s) are %d x %d x "
+                      "%d; both must have the same shape",
+                      cfg->test_data, b->c, b->h, b->w, cfg->train_data, a->c, a->h, a->w);
+    if (b->num_classes > a->num_classes)
+        return DL_ERR(err, DL_EINPUT, "%s: test data has %d classes but training data (%s) has %d",
+                      cfg->test_data, b->num_classes, cfg->train_data, a->num_classes);
+    const dl_layer_spec_t *last = &cfg->layers[cfg->n_layers - 1];
+    if (last->type != DL_LAYER_DENSE || last->units != a->num_classes)
+        return DL_ERR(err, DL_EINPUT,
+                      "%s:%d: the last [dense] has %d units but %s has %d classes; the last layer "
+                      "feeds softmax cross-entropy and needs one unit per class",
+                      cfg->path, last->line, last->units, cfg->train_data, a->num_classes);
+    if (last->act != DL_ACT_NONE)
+        return DL_ERR(err, DL_EINPUT,
+                      "%s:%d: the last [dense] has activation = %s; it feeds softmax "
+                      "cross-entropy, so its activation must be none",
+                      cfg->path, last->line, dl_act_name(last->act));
+    return 0;
+}
+
+static int plan_batches(const dl_config_t *cfg, dl_plan_t *p, dl_err_t *err)
+{
+    if (cfg->global_batch_size) {
+        if (cfg->global_batch_size % p->world != 0)
+            return DL_ERR(err, DL_EINPUT,
+                          "%s: [train] global_batch_size = %lld does not divide among %d ranks; "
+                          "use a multiple of %d or set batch_size (per rank) instead",
+                          cfg->path, (long long)cfg->global_batch_size, p->world, p->world);
+        p->global_batch = cfg->global_batch_size;
+        p->batch = cfg->global_batch_size / p->world;
+    } else {
+        p->batch = cfg->batch_size;
+        p->global_batch = cfg->batch_size * p->world;
+    }
+    if (p->global_batch > p->train.n)
+        return DL_ERR(err, DL_EINPUT,
+                      "%s: the global batch (%lld samples over %d ranks) is larger than the "
+                      "training set (%lld samples in %s)",
+                      cfg->path, (long long)p->global_batch, p->world, (long long)p->train.n,
+                      cfg->train_data);
+    /* The last partial global batch of an epoch is dropped, so every rank
+     * takes the same number of equal steps. */
+    p->steps_per_epoch = p->train.n / p->global_batch;
+    int64_t by_epochs = cfg->epochs ? cfg->epochs * p->steps_per_epoch : INT64_MAX;
+    int64_t by_steps = cfg->max_steps ? cfg->max_steps : INT64_MAX;
+    p->total_steps = by_epochs < by_steps ? by_epochs : by_steps;
+    return 0;
+}
+
+int dl_plan_make(const dl_config_t *cfg, int world, dl_plan_t *plan, dl_dataset_t **train_out,
+                 dl_dataset_t **test_out, dl_err_t *err)
+{
+    memset(plan, 0, sizeof *plan);
+    plan->world = world;
+    dl_dataset_t *train = NULL, *test = NULL;
+    int rc = dl_dataset_open(cfg->train_data, &train, err);
+    if (!rc)
+        rc = dl_dataset_open(cfg->test_data, &test, err);
+    if (!rc) {
+        plan->train = *dl_dataset_info(train);
+        plan->test = *dl_dataset_info(test);
+        plan->in_size = (int64_t)plan->train.c * plan->train.h * plan->train.w;
+        rc = check_data_fit(cfg, plan, err);
+    }
+    if (!rc)
+        rc = plan_batches(cfg, plan, err);
+    if (!rc) {
+        dl_model_t m;
+        rc = dl_model_build(&m, cfg->layers, cfg->n_layers, plan->in_size, 1, err);
+        if (!rc) {
+            plan->n_params = m.n_params;
+            plan->train_flops = dl_model_train_flops(&m);
+            dl_model_free(&m);
+        }
+    }
+    if (rc || !train_out)
+        dl_dataset_close(train);
+    else
+        *train_out = train;
+    if (rc || !test_out)
+        dl_dataset_close(test);
+    else
+        *test_out = test;
+    return rc;
+}
+
+void dl_plan_print(const dl_config_t *cfg, const dl_plan_t *p, FILE *f)
+{
+    fprintf(f, "; training data: %s: %lld samples of %d x %d x %d, %d classes, %d file(s)\n",
+            cfg->train_data, (long long)p->train.n, p->train.c, p->train.h, p->train.w,
+            p->train.num_classes, p->train.n_files);
+    fprintf(f, "; test data:     %s: %lld samples, %d file(s)\n", cfg->test_data,
+            (long long)p->test.n, p->test.n_files);
+    fprintf(f, "; ranks %d, batch %lld per rank, global batch %lld\n", p->world,
+            (long long)p->batch, (long long)p->global_batch);
+    fprintf(f, "; %lld steps per epoch (%lld samples dropped per epoch), %lld steps in all\n",
+            (long long)p->steps_per_epoch, (long long)(p->train.n % p->global_batch),
+            (long long)p->total_steps);
+    fprintf(f, "; model: %lld parameters, %.3f MFLOP per training sample\n",
+            (long long)p->n_params, (double)p->train_flops * 1e-6);
+}
+
+/* ---- agreement across ranks ---------------------------------------------- */
+
+/* All ranks learn whether any failed. The lowest failing rank keeps its
+ * message; the others clear theirs, so a cause is printed once. Returns the
+ * status every rank should exit with. */
+static int agree(dl_comm_t *c, int rc, dl_err_t *err)
+{
+    int rank = dl_comm_rank(c);
+    int64_t key = rc ? (int64_t)rank * 16 + (-rc) : INT64_MAX;
+    dl_err_t e2 = {0};
+    if (dl_comm_allreduce_min_i64(c, &key, 1, &e2)) {
+        *err = e2;
+        return e2.code;
+    }
+    if (key == INT64_MAX)
+        return 0;
+    int code = -(int)(key % 16);
+    if (rank != (int)(key / 16)) {
+        err->code = code;
+        err->msg[0] = '\0';
+    }
+    return code;
+}
+
+/* ---- the trainer ------------------------------------------------------- */
+
+typedef struct trainer {
+    const dl_config_t *cfg;
+    dl_comm_t *comm;
+    int rank, world;
+    dl_plan_t plan;
+    dl_dataset_t *train, *test;
+    dl_model_t model;
+    dl_optim_t opt;
+    int64_t *perm, *idx;
+    float *x, *dlogits;
+    int32_t *y;
+    int max_batch;
+    dl_metrics_t metrics;
+} trainer_t;
+
+static int alloc_buffers(trainer_t *t, dl_err_t *err)
+{
+    const dl_plan_t *p = &t->plan;
+    t->max_batch = (int)(p->batch > EVAL_CHUNK ? p->batch : EVAL_CHUNK);
+    int rc = dl_model_build(&t->model, t->cfg->layers, t->cfg->n_layers, p->in_size, t->max_batch,
+                            err);
+    if (rc)
+        return rc;
+    rc = dl_optim_init(&t->opt, &t->cfg->optim, t->model.n_params, err);
+    if (rc)
+        return rc;
+    t->perm = dl_calloc((size_t)p->train.n, sizeof(int64_t), err);
+    t->idx = dl_calloc((size_t)t->max_batch, sizeof(int64_t), err);
+    t->x = dl_calloc((size_t)t->max_batch * (size_t)p->in_size, sizeof(float), err);
+    t->y = dl_calloc((size_t)t->max_batch, sizeof(int32_t), err);
+    t->dlogits = dl_calloc((size_t)p->batch * (size_t)p->train.num_classes, sizeof(float), err);
+    if (!t->perm || !t->idx || !t->x || !t->y || !t->dlogits)
+        return DL_ENOMEM;
+    return 0;
+}
+
+static void free_trainer(trainer_t *t)
+{
+    dl_model_free(&t->model);
+    dl_optim_free(&t->opt);
+    free(t->perm);
+    free(t->idx);
+    free(t->x);
+    free(t->y);
+    free(t->dlogits);
+    dl_dataset_close(t->train);
+    dl_dataset_close(t->test);
+    if (t->rank == 0)
+        dl_metrics_close(&t->metrics);
+}
+
+/* Same initial parameters everywhere: rank 0 initialises, then broadcasts. */
+static int init_params(trainer_t *t, dl_err_t *err)
+{
+    if (t->rank == 0)
+        dl_model_init_params(&t->model, (uint64_t)t->cfg->seed);
+    return dl_comm_broadcast(t->comm, t->model.params,
+                             t->model.n_params * (int64_t)sizeof(float), 0, err);
+}
+
+/* Test loss and accuracy over the whole test set, split across ranks. */
+static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
+{
+    int64_t n = t->plan.test.n;
+    int64_t lo = n * t->rank / t->world, hi = n * (t->rank + 1) / t->world;
+    int k = t->plan.train.num_classes;
+    double sums[3] = {0, 0, 0}; /* loss, correct, samples */
+    int rc = 0;
+    for (int64_t i = lo; i < hi && !rc; i += t->max_batch) {
+        int nb = (int)(hi - i < t->max_batch ? hi - i : t->max_batch);
+        for (int j = 0; j < nb; j++)
+            t->idx[j] = i + j;
+        rc = dl_dataset_read(t->test, t->idx, nb, t->x, t->y, err);
+        if (rc)
+            break;
+        const float *logits = dl_model_forward(&t->model, t->x, nb);
+        int64_t correct = 0;
+        sums[0] += dl_softmax_xent(logits, t->y, nb, k, 0.0f, NULL, &correct);
+        sums[1] += (double)correct;
+        sums[2] += nb;
+    }
+    rc = agree(t->comm, rc, err);
+    if (!rc)
+        rc = dl_comm_allreduce_sum_f64(t->comm, sums, 3, err);
+    if (rc)
+        return rc;
+    *loss = sums[0] / sums[2];
+    *acc = sums[1] / sums[2];
+    return 0;
+}
+
+/* One optimiser step on this rank's part of global batch `step`. Adds this
+ * rank's loss sum and correct count to acc[0..1]. */
+static int train_step(trainer_t *t, int64_t step, double lr, double *acc, dl_err_t *err)
+{
+    const dl_plan_t *p = &t->plan;
+    int64_t in_epoch = step % p->steps_per_epoch;
+    if (in_epoch == 0) {
+        dl_rng_t rng;
+        dl_rng_seed(&rng, (uint64_t)t->cfg->seed, SHUFFLE_STREAM + (uint64_t)(step / p->steps_per_epoch));
+        dl_rng_permutation(&rng, t->perm, p->train.n);
+    }
+    int b = (int)p->batch;
+    const int64_t *mine = t->perm + in_epoch * p->global_batch + (int64_t)t->rank * b;
+    int rc = dl_dataset_read(t->train, mine, b, t->x, t->y, err);
+    rc = agree(t->comm, rc, err);
+    if (rc)
+        return rc;
+    int k = p->train.num_classes;
+    const float *logits = dl_model_forward(&t->model, t->x, b);
+    int64_t correct = 0;
+    acc[0] += dl_softmax_xent(logits, t->y, b, k, 1.0f / (float)p->global_batch, t->dlogits,
+                              &correct);
+    acc[1] += (double)correct;
+    dl_model_backward(&t->model, t->dlogits, b);
+    rc = dl_comm_allreduce_sum_f32(t->comm, t->model.grads, t->model.n_params, err);
+    if (rc)
+        return rc;
+    dl_optim_step(&t->opt, t->model.params, t->model.grads, lr);
+    return 0;
+}
+
+typedef struct run_result {
+    double test_loss, test_acc, train_loss, train_s, wall_s;
+} run_result_t;
+
+static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
+{
+    const dl_config_t *cfg = t->cfg;
+    const dl_plan_t *p = &t->plan;
+    char path[DL_PATH_MAX + 32];
+
+    /* Final parameters: magic, version, count, then little-endian float32. */
+    size_t bytes = 24 + (size_t)t->model.n_params * sizeof(float);
+    char *buf = malloc(bytes);
+    if (!buf)
+        return DL_ERR(err, DL_ENOMEM, "out of memory writing the final parameters");
+    uint32_t version = 1, reserved = 0;
+    int64_t n = t->model.n_params;
+    memcpy(buf, "DLTPARAM", 8);
+    memcpy(buf + 8, &version, 4);
+    memcpy(buf + 12, &reserved, 4);
+    memcpy(buf + 16, &n, 8);
+    memcpy(buf + 24, t->model.params, (size_t)n * sizeof(float));
+    snprintf(path, sizeof path, "%s/params.bin", cfg->run_dir);
+    int rc = dl_write_file_atomic(path, buf, bytes, err);
+    free(buf);
+    if (rc)
+        return rc;
+
+    char *json = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&json, &len);
+    if (!f)
+        return DL_ERR(err, DL_ENOMEM, "out of memory writing the summary");
+    double samples = (double)p->total_steps * (double)p->global_batch;
+    fprintf(f,
+            "{\n  \"test_accuracy\": %.6f,\n  \"test_loss\": %.6f,\n  \"train_loss\": %.6f,\n"
+            "  \"steps\": %lld,\n  \"epochs\": %.4f,\n  \"world_size\": %d,\n"
+            "  \"batch_size\": %lld,\n  \"global_batch_size\": %lld,\n  \"wall_s\": %.3f,\n"
+            "  \"train_s\": %.3f,\n  \"samples_per_s\": %.1f,\n  \"n_params\": %lld,\n"
+            "  \"params_digest\": \"%016llx\",\n  \"config_digest\": \"%016llx\",\n"
+            "  \"dltrain_version\": \"%s\"\n}\n",
+            r->test_acc, r->test_loss, r->train_loss, (long long)p->total_steps,
+            (double)p->total_steps / (double)p->steps_per_epoch, p->world, (long long)p->batch,
+            (long long)p->global_batch, r->wall_s, r->train_s,
+            r->train_s > 0 ? samples / r->train_s : 0.0, (long long)t->model.n_params,
+            (unsigned long long)dl_model_digest(&t->model),
+            (unsigned long long)dl_config_digest(cfg), DLTRAIN_VERSION);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/summary.json", cfg->run_dir);
+    rc = dl_write_file_atomic(path, json, len, err);
+    free(json);
+    return rc;
+}
+
+/* Reduce the loss and accuracy since the last log over all ranks; rank 0
+ * prints and records them. */
+static int log_step(trainer_t *t, int64_t done, double *acc, int64_t steps_since, double lr,
+                    double t_start, double *t_last, double *loss_out, dl_err_t *err)
+{
+    int rc = dl_comm_allreduce_sum_f64(t->comm, acc, 2, err);
+    if (rc)
+        return rc;
+    double samples = (double)steps_since * (double)t->plan.global_batch;
+    double now = now_s();
+    *loss_out = acc[0] / samples;
+    if (t->rank == 0) {
+        dl_step_stats_t s = {
+            .step = done, .total_steps = t->plan.total_steps,
+            .epoch = (double)done / (double)t->plan.steps_per_epoch,
+            .epochs_total = (t->plan.total_steps + t->plan.steps_per_epoch - 1) /
+                            t->plan.steps_per_epoch,
+            .loss = *loss_out, .accuracy = acc[1] / samples, .lr = lr,
+            .samples_per_s = samples / (now - *t_last), .elapsed_s = now - t_start,
+            .eta_s = (now - t_start) / (double)done * (double)(t->plan.total_steps - done),
+        };
+        dl_metrics_step(&t->metrics, &s);
+    }
+    *t_last = now;
+    acc[0] = acc[1] = 0.0;
+    return 0;
+}
+
+static int run_loop(trainer_t *t, run_result_t *r, dl_err_t *err)
+{
+    const dl_config_t *cfg = t->cfg;
+    const dl_plan_t *p = &t->plan;
+    double t0 = now_s(), t_last = t0, eval_s = 0.0;
+    double acc[2] = {0, 0};
+    int64_t last_log = 0, last_eval = -1;
+    int rc = 0;
+    for (int64_t step = 0; step < p->total_steps && !rc; step++) {
+        double lr = dl_schedule_lr(&cfg->sched, cfg->optim.lr, step, p->total_steps);
+        rc = train_step(t, step, lr, acc, err);
+        int64_t done = step + 1;
+        if (!rc && (done % cfg->log_every == 0 || done == p->total_steps)) {
+            rc = log_step(t, done, acc, done - last_log, lr, t0, &t_last, &r->train_loss, err);
+            last_log = done;
+        }
+        int epoch_end = done % p->steps_per_epoch == 0;
+        int64_t epoch = done / p->steps_per_epoch;
+        if (!rc && epoch_end && cfg->eval_every && epoch % cfg->eval_every == 0) {
+            double te = now_s();
+            rc = evaluate(t, &r->test_loss, &r->test_acc, err);
+            if (!rc && t->rank == 0)
+                dl_metrics_eval(&t->metrics, done, (double)epoch, r->test_loss, r->test_acc);
+            last_eval = done;
+            eval_s += now_s() - te;
+            t_last += now_s() - te; /* evaluation time is not training throughput */
+        }
+    }
+    if (!rc && last_eval != p->total_steps) {
+        double te = now_s();
+        rc = evaluate(t, &r->test_loss, &r->test_acc, err);
+        if (!rc && t->rank == 0)
+            dl_metrics_eval(&t->metrics, p->total_steps,
+                            (double)p->total_steps / (double)p->steps_per_epoch, r->test_loss,
+                            r->test_acc);
+        eval_s += now_s() - te;
+    }
+    r->train_s = now_s() - t0 - eval_s;
+    return rc;
+}
+
+static void announce(trainer_t *t, const dl_dist_t *dist)
+{
+    const dl_plan_t *p = &t->plan;
+    dl_metrics_say(&t->metrics,
+                   "dltrain %s: %d rank(s), %d per node, %d BLAS thread(s) per rank; %lld "
+                   "parameters",
+                   DLTRAIN_VERSION, p->world, dist->local_size, dist->threads,
+                   (long long)p->n_params);
+    dl_metrics_say(&t->metrics,
+                   "data: %lld training samples (%d x %d x %d, %d classes), %lld test samples; "
+                   "global batch %lld (%lld per rank), %lld steps per epoch, %lld steps",
+                   (long long)p->train.n, p->train.c, p->train.h, p->train.w, p->train.num_classes,
+                   (long long)p->test.n, (long long)p->global_batch, (long long)p->batch,
+                   (long long)p->steps_per_epoch, (long long)p->total_steps);
+}
+
+static int write_resolved_config(const dl_config_t *cfg, dl_err_t *err)
+{
+    char path[DL_PATH_MAX + 32], *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return DL_ERR(err, DL_ENOMEM, "out of memory writing the resolved configuration");
+    fprintf(f, "; resolved configuration of %s\n", cfg->path);
+    dl_config_print(cfg, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/job.resolved.ini", cfg->run_dir);
+    int rc = dl_write_file_atomic(path, text, len, err);
+    free(text);
+    return rc;
+}
+
+int dl_train_run(const dl_config_t *cfg, dl_dist_t *dist, dl_comm_t *comm, dl_err_t *err)
+{
+    double t_start = now_s();
+    trainer_t t = {.cfg = cfg, .comm = comm, .rank = dl_comm_rank(comm),
+                   .world = dl_comm_size(comm)};
+    int rc = dl_plan_make(cfg, t.world, &t.plan, &t.train, &t.test, err);
+    if (!rc)
+        rc = alloc_buffers(&t, err);
+    /* The run directory is touched only once the whole job is known to be good. */
+    rc = agree(comm, rc, err);
+    if (!rc && t.rank == 0) {
+        int bar = cfg->progress == DL_PROGRESS_AUTO ? -1 : cfg->progress == DL_PROGRESS_BAR;
+        rc = dl_metrics_open(&t.metrics, cfg->run_dir, bar, err);
+        if (!rc)
+            rc = write_resolved_config(cfg, err);
+        if (!rc)
+            announce(&t, dist);
+    }
+    rc = agree(comm, rc, err);
+    if (!rc)
+        rc = init_params(&t, err);
+    run_result_t r = {0};
+    if (!rc)
+        rc = run_loop(&t, &r, err);
+    if (!rc && t.rank == 0) {
+        r.wall_s = now_s() - t_start;
+        rc = write_outputs(&t, &r, err);
+        if (!rc)
+            dl_metrics_say(&t.metrics,
+                           "done: %lld steps in %.1f s (%.0f samples/s); test accuracy %.4f, test "
+                           "loss %.4f; summary in %s/summary.json",
+                           (long long)t.plan.total_steps, r.wall_s,
+                           (double)t.plan.total_steps * (double)t.plan.global_batch / r.train_s,
+                           r.test_acc, r.test_loss, cfg->run_dir);
+    }
+    rc = agree(comm, rc, err);
+    free_trainer(&t);
+    return rc;
+}

@@ -1,0 +1,14 @@
+# io/ tests, included from tests/CMakeLists.txt: the dataset reader and IDX
+# converter unit test, and the dltrain-data command-line test (which converts
+# the real Fashion-MNIST test set and fails if the dataset package is missing).
+add_executable(test_dataset ${CMAKE_SOURCE_DIR}/tests/test_dataset.c)
+target_include_directories(test_dataset PRIVATE ${HDF5_INCLUDE_DIRS})
+target_compile_definitions(test_dataset PRIVATE ${HDF5_DEFINITIONS})
+target_link_libraries(test_dataset PRIVATE dl_io ${HDF5_C_LIBRARIES} ZLIB::ZLIB m)
+add_test(NAME io.dataset COMMAND test_dataset ${CMAKE_CURRENT_BINARY_DIR}/scratch_io)
+set_tests_properties(io.dataset PROPERTIES LABELS unit)
+
+add_test(NAME io.dltrain_data_cli
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tests/test_dltrain_data_cli.sh
+                 $<TARGET_FILE:dltrain-data> ${CMAKE_CURRENT_BINARY_DIR}/scratch_io_cli)
+set_tests_properties(io.dltrain_data_cli PROPERTIES LABELS unit)

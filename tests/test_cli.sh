@@ -1,0 +1,31 @@
+#!/bin/sh
+# dltrain's command line: help, version, usage errors, and --check.
+. "$SRC/tests/lib.sh"
+out=cli.out
+
+"$DLTRAIN" --help >$out 2>&1; expect_status 0 $? "--help"
+expect_in $out "usage: mpirun -np N dltrain JOB.ini" "--help"
+"$DLTRAIN" --version >$out 2>&1; expect_status 0 $? "--version"
+expect_in $out "dltrain 0." "--version"
+"$DLTRAIN" >$out 2>&1; expect_status 2 $? "no arguments"
+expect_in $out "usage:" "no arguments"
+"$DLTRAIN" --frobnicate job.ini >$out 2>&1; expect_status 2 $? "unknown option"
+expect_in $out "unknown option '--frobnicate'" "unknown option"
+
+# --check resolves the configuration, opens the data and prints the plan.
+"$DLTRAIN" --check "$JOB" $DATA optim.lr=0.01 >$out 2>&1; expect_status 0 $? "--check"
+expect_in $out "lr                 = 0.01                 ; command line" "--check override"
+expect_in $out "epochs             = 20                   ; line 8" "--check origin"
+expect_in $out "937 steps per epoch (32 samples dropped per epoch), 18740 steps in all" "--check plan"
+expect_in $out "247766 parameters" "--check params"
+expect_in $out "; ok" "--check"
+# --check with the global batch: world size from the launcher's environment.
+OMPI_COMM_WORLD_SIZE=4 "$DLTRAIN" --check "$JOB" $DATA train.global_batch_size=128 >$out 2>&1
+expect_status 0 $? "--check 4 ranks"
+expect_in $out "ranks 4, batch 32 per rank, global batch 128" "--check 4 ranks"
+# --check finds errors too, without MPI.
+"$DLTRAIN" --check "$JOB" data.train=missing.h5 >$out 2>&1; expect_status 2 $? "--check missing"
+expect_in $out "missing.h5" "--check missing"
+"$DLTRAIN" --check "$JOB" $DATA train.device=cuda >$out 2>&1; expect_status 2 $? "--check cuda"
+expect_in $out "no CUDA backend" "--check cuda"
+finish

@@ -1,0 +1,46 @@
+#!/bin/sh
+# Command-line test of dltrain-data: help, usage errors, a missing file, and a
+# real conversion of the Fashion-MNIST test set.
+# Usage: test_dltrain_data_cli.sh PATH_TO_dltrain-data SCRATCH_DIR
+set -u
+BIN=$1
+DIR=$2
+FMNIST=/usr/share/datasets/fashion-mnist
+mkdir -p "$DIR" || exit 1
+fails=0
+fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+
+"$BIN" --help >"$DIR/help.out" 2>&1 || fail "--help exited $?"
+grep -q "dltrain-data idx" "$DIR/help.out" || fail "--help does not describe 'idx'"
+
+"$BIN" >/dev/null 2>"$DIR/noargs.err"
+rc=$?
+[ "$rc" -eq 2 ] || fail "no arguments exited $rc, expected 2"
+grep -q usage "$DIR/noargs.err" || fail "no arguments: no usage text on stderr"
+
+"$BIN" --version | grep -q "^dltrain-data [0-9]" || fail "--version output"
+
+"$BIN" info "$DIR/missing.h5" >/dev/null 2>"$DIR/missing.err"
+rc=$?
+[ "$rc" -eq 2 ] || fail "info of a missing file exited $rc, expected 2"
+grep -q "missing.h5" "$DIR/missing.err" || fail "info of a missing file: file not named on stderr"
+
+if [ ! -f "$FMNIST/t10k-images-idx3-ubyte.gz" ] || [ ! -f "$FMNIST/t10k-labels-idx1-ubyte.gz" ]; then
+    echo "FAIL: Fashion-MNIST not found under $FMNIST; install the Debian package" \
+         "dataset-fashion-mnist (apt-get install dataset-fashion-mnist)" >&2
+    exit 1
+fi
+rm -f "$DIR/t10k.h5"
+"$BIN" idx "$FMNIST/t10k-images-idx3-ubyte.gz" "$FMNIST/t10k-labels-idx1-ubyte.gz" \
+    "$DIR/t10k.h5" >"$DIR/idx.out" 2>&1 || fail "idx conversion exited $?: $(cat "$DIR/idx.out")"
+grep -q "^10000 samples" "$DIR/idx.out" || fail "idx summary: $(cat "$DIR/idx.out")"
+"$BIN" info "$DIR/t10k.h5" >"$DIR/info.out" 2>&1 || fail "info exited $?: $(cat "$DIR/info.out")"
+grep -q "total samples: 10000" "$DIR/info.out" || fail "info: sample count"
+grep -q "1 x 28 x 28" "$DIR/info.out" || fail "info: image shape"
+grep -q "classes: 10" "$DIR/info.out" || fail "info: classes"
+
+if [ "$fails" -ne 0 ]; then
+    echo "test_dltrain_data_cli: $fails check(s) failed" >&2
+    exit 1
+fi
+echo "test_dltrain_data_cli: all checks passed"
