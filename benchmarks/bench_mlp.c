@@ -46,8 +46,7 @@ static double sgemm_peak(int n, int reps)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
         for (int r = 0; r < reps; r++) {
             double t0 = now_s();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c,
-                        n);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
             t[r] = now_s() - t0;
         }
         g = 2.0 * n * (double)n * n / median(t, reps) * 1e-9;
@@ -87,15 +86,16 @@ int main(int argc, char **argv)
     dl_model_t m;
     dl_err_t err = {0};
     dl_optim_t opt;
-    dl_optim_cfg_t ocfg = {.type = DL_OPT_SGD, .lr = 0.01, .momentum = 0.9, .nesterov = 1,
-                           .weight_decay = 5e-4};
+    dl_optim_cfg_t ocfg = {
+        .type = DL_OPT_SGD, .lr = 0.01, .momentum = 0.9, .nesterov = 1, .weight_decay = 5e-4};
     if (dl_model_build(&m, specs, 4, 784, batch, &err) ||
         dl_optim_init(&opt, &ocfg, m.n_params, &err)) {
         dl_err_print("bench_mlp", &err);
         return 1;
     }
     dl_model_init_params(&m, 1);
-    float *x = malloc(sizeof(float) * (size_t)batch * 784), *dl = malloc(sizeof(float) * (size_t)batch * 10);
+    float *x = malloc(sizeof(float) * (size_t)batch * 784),
+          *dl = malloc(sizeof(float) * (size_t)batch * 10);
     int32_t *y = malloc(sizeof(int32_t) * (size_t)batch);
     if (!x || !dl || !y)
         return 1;
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < batch; i++)
         y[i] = (int32_t)dl_rng_below(&rng, 10);
 
-    double t[16];
+    double t[16] = {0};
     for (int r = -1; r < reps; r++) { /* r = -1 is the warm-up */
         double t0 = now_s();
         for (int s = 0; s < steps; s++) {

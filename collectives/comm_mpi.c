@@ -22,11 +22,11 @@ static int mpi_fail(dl_err_t *err, int rc, const char *what, const char *file, i
     msg[len] = '\0';
     return dl_err_set(err, DL_ELIB, file, line, "%s failed: %s", what, msg);
 }
-#define MPI_CHECK(call, err)                                                                   \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        if (rc_ != MPI_SUCCESS)                                                                \
-            return mpi_fail((err), rc_, #call, __FILE__, __LINE__);                            \
+#define MPI_CHECK(call, err)                                                                       \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_ != MPI_SUCCESS)                                                                    \
+            return mpi_fail((err), rc_, #call, __FILE__, __LINE__);                                \
     } while (0)
 
 int dl_comm_create_world(dl_comm_t **out, dl_err_t *err)
@@ -57,8 +57,14 @@ void dl_comm_free(dl_comm_t *c)
     free(c);
 }
 
-int dl_comm_rank(const dl_comm_t *c) { return c->rank; }
-int dl_comm_size(const dl_comm_t *c) { return c->size; }
+int dl_comm_rank(const dl_comm_t *c)
+{
+    return c->rank;
+}
+int dl_comm_size(const dl_comm_t *c)
+{
+    return c->size;
+}
 
 static int allreduce(dl_comm_t *c, void *buf, int64_t n, size_t item, MPI_Datatype t, MPI_Op op,
                      dl_err_t *err)
@@ -103,4 +109,7 @@ int dl_comm_barrier(dl_comm_t *c, dl_err_t *err)
     return 0;
 }
 
-void dl_comm_abort(int status) { MPI_Abort(MPI_COMM_WORLD, status); }
+void dl_comm_abort(int status)
+{
+    MPI_Abort(MPI_COMM_WORLD, status);
+}

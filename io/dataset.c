@@ -37,11 +37,11 @@ struct dl_dataset {
     dl_dataset_info_t info;
     int n_shards, cap_shards;
     ds_shard_t *shards;
-    int64_t *offsets;         /* n_shards + 1: first global index of each shard, then n */
-    float lut[DS_MAX_C][256]; /* (pixel - mean[c]) / std[c] for every pixel value */
-    ds_req_t *reqs;           /* scratch: requests sorted by global index */
-    uint8_t *pix;             /* scratch: unique samples of one shard, c*h*w bytes each */
-    int32_t *lab;             /* scratch: their labels */
+    int64_t *offsets;                  /* n_shards + 1: first global index of each shard, then n */
+    float lut[DS_MAX_C][256];          /* (pixel - mean[c]) / std[c] for every pixel value */
+    ds_req_t *reqs;                    /* scratch: requests sorted by global index */
+    uint8_t *pix;                      /* scratch: unique samples of one shard, c*h*w bytes each */
+    int32_t *lab;                      /* scratch: their labels */
     size_t reqs_cap, pix_cap, lab_cap; /* in elements */
 };
 
@@ -183,8 +183,7 @@ static int ds_expand_spec(dl_dataset_t *ds, const char *spec, dl_err_t *err)
 /* Open attribute name of loc; label names it in messages (e.g. "root attribute
  * num_classes"), want says what is accepted. Checks class and value count. */
 static int ds_attr_open(hid_t loc, const char *path, const char *label, const char *name,
-                        H5T_class_t cls, hssize_t npts, const char *want, hid_t *out,
-                        dl_err_t *err)
+                        H5T_class_t cls, hssize_t npts, const char *want, hid_t *out, dl_err_t *err)
 {
     htri_t ex = H5Aexists(loc, name);
     if (ex < 0)
@@ -235,8 +234,10 @@ static int ds_attr_str(hid_t a, const char *path, const char *label, char *buf, 
             snprintf(buf, size, "%s", s ? s : "");
         H5free_memory(s);
     } else if (fs + 1 > size) {
-        rc = DL_ERR(err, DL_EINPUT, "%s: %s is a %zu-character string; expected "
-                    "\"image-classification\"", path, label, fs);
+        rc = DL_ERR(err, DL_EINPUT,
+                    "%s: %s is a %zu-character string; expected "
+                    "\"image-classification\"",
+                    path, label, fs);
     } else if (H5Tset_size(mt, fs + 1) < 0 || H5Aread(a, mt, buf) < 0) {
         rc = H5_FAIL(err, DL_EINPUT, "%s: cannot read %s", path, label);
     } else {
@@ -291,8 +292,7 @@ static int ds_check_root(ds_shard_t *sh, dl_err_t *err)
                       "schema version 1 only",
                       p, v);
     if (!rc)
-        rc = ds_attr_get(sh->file, p, "root", "num_classes", 'i', &v, 1,
-                         "an integer >= 1", err);
+        rc = ds_attr_get(sh->file, p, "root", "num_classes", 'i', &v, 1, "an integer >= 1", err);
     if (!rc && (v < 1 || v > INT_MAX))
         return DL_ERR(err, DL_EINPUT,
                       "%s: root attribute num_classes is %" PRId64 "; it must be an integer "
@@ -328,8 +328,8 @@ static int ds_open_dset(ds_shard_t *sh, const char *name, int rank, int u8, cons
     } else if (H5Tget_class(t) != H5T_INTEGER ||
                (u8 && (H5Tget_size(t) != 1 || H5Tget_sign(t) != H5T_SGN_NONE))) {
         h5_type_name(t, tn, sizeof tn);
-        rc = DL_ERR(err, DL_EINPUT, "%s: dataset /%s has type %s; expected %s", sh->path, name,
-                    tn, want);
+        rc = DL_ERR(err, DL_EINPUT, "%s: dataset /%s has type %s; expected %s", sh->path, name, tn,
+                    want);
     } else if (r != rank) {
         rc = DL_ERR(err, DL_EINPUT, "%s: dataset /%s has rank %d; expected %s", sh->path, name, r,
                     want);
@@ -390,17 +390,20 @@ static int ds_check_stats(ds_shard_t *sh, dl_err_t *err)
     char want[96];
     snprintf(want, sizeof want, "%d float64 value%s (one per channel, pixel units 0..255)", sh->c,
              sh->c > 1 ? "s" : "");
-    int rc = ds_attr_get(sh->images, sh->path, "/images", "mean", 'd', sh->mean, sh->c, want,
-                         err);
+    int rc = ds_attr_get(sh->images, sh->path, "/images", "mean", 'd', sh->mean, sh->c, want, err);
     if (!rc)
         rc = ds_attr_get(sh->images, sh->path, "/images", "std", 'd', sh->std, sh->c, want, err);
     for (int c = 0; !rc && c < sh->c; c++) {
         if (!isfinite(sh->mean[c]))
-            rc = DL_ERR(err, DL_EINPUT, "%s: /images attribute mean[%d] is %g; expected a finite "
-                        "number", sh->path, c, sh->mean[c]);
+            rc = DL_ERR(err, DL_EINPUT,
+                        "%s: /images attribute mean[%d] is %g; expected a finite "
+                        "number",
+                        sh->path, c, sh->mean[c]);
         else if (!(sh->std[c] > 0) || !isfinite(sh->std[c]))
-            rc = DL_ERR(err, DL_EINPUT, "%s: /images attribute std[%d] is %g; expected a finite "
-                        "number > 0", sh->path, c, sh->std[c]);
+            rc = DL_ERR(err, DL_EINPUT,
+                        "%s: /images attribute std[%d] is %g; expected a finite "
+                        "number > 0",
+                        sh->path, c, sh->std[c]);
     }
     return rc;
 }
@@ -507,7 +510,8 @@ int dl_dataset_open(const char *spec, dl_dataset_t **out, dl_err_t *err)
 {
     *out = NULL;
     if (!spec || !*spec)
-        return DL_ERR(err, DL_EINPUT, "empty dataset name; give an HDF5 file, a comma-separated "
+        return DL_ERR(err, DL_EINPUT,
+                      "empty dataset name; give an HDF5 file, a comma-separated "
                       "list of files or a glob pattern");
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors become dl_err_t messages */
     dl_dataset_t *ds = dl_calloc(1, sizeof *ds, err);
@@ -661,8 +665,8 @@ static int ds_read_shard(dl_dataset_t *ds, int s, const ds_req_t *r, int m, floa
     int rc = 0;
     int64_t uniq = 0;
     if (isp < 0 || lsp < 0)
-        rc = H5_FAIL(err, DL_ELIB, "%s: cannot get the dataspaces of /images and /labels",
-                     sh->path);
+        rc =
+            H5_FAIL(err, DL_ELIB, "%s: cannot get the dataspaces of /images and /labels", sh->path);
     if (!rc && (uniq = ds_select_runs(ds, r, m, off, isp, lsp, sh->path, err)) < 0)
         rc = (int)uniq;
     if (!rc)

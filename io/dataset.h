@@ -20,8 +20,8 @@
 typedef struct dl_dataset dl_dataset_t; /* opaque */
 
 typedef struct dl_dataset_info {
-    int64_t n;       /* samples over all shards */
-    int c, h, w;     /* channels, height, width */
+    int64_t n;   /* samples over all shards */
+    int c, h, w; /* channels, height, width */
     int num_classes;
     int n_files;     /* number of shard files */
     double mean[16]; /* per channel, pixel units (only c entries used) */

@@ -202,8 +202,8 @@ static int h5_write_slab(hid_t dset, const uint8_t *buf, hsize_t i0, hsize_t k, 
         rc = H5_FAIL(err, DL_ELIB, "%s: cannot select images %llu..%llu", out,
                      (unsigned long long)i0, (unsigned long long)(i0 + k - 1));
     else if (H5Dwrite(dset, H5T_NATIVE_UINT8, msp, fsp, H5P_DEFAULT, buf) < 0)
-        rc = H5_FAIL(err, DL_EIO, "%s: cannot write images %llu..%llu", out,
-                     (unsigned long long)i0, (unsigned long long)(i0 + k - 1));
+        rc = H5_FAIL(err, DL_EIO, "%s: cannot write images %llu..%llu", out, (unsigned long long)i0,
+                     (unsigned long long)(i0 + k - 1));
     if (msp >= 0)
         H5Sclose(msp);
     if (fsp >= 0)
@@ -252,8 +252,7 @@ static int h5_images(hid_t file, idx_file_t *im, const char *out, dl_err_t *err)
     return rc;
 }
 
-static int h5_labels(hid_t file, const uint8_t *labels, hsize_t n, const char *out,
-                     dl_err_t *err)
+static int h5_labels(hid_t file, const uint8_t *labels, hsize_t n, const char *out, dl_err_t *err)
 {
     hid_t d = h5_create_u8(file, "labels", 1, &n, out, err);
     if (d < 0)
@@ -340,8 +339,7 @@ int dl_idx_to_h5(const char *images_path, const char *labels_path, const char *o
         rc = h5_write_shard(tmp, &im, labels, num_classes, err);
         /* rename() is atomic: readers never see a half-written OUT. */
         if (!rc && rename(tmp, out_path) != 0)
-            rc = DL_ERR(err, DL_EIO, "cannot rename %s to %s: %s", tmp, out_path,
-                        strerror(errno));
+            rc = DL_ERR(err, DL_EIO, "cannot rename %s to %s: %s", tmp, out_path, strerror(errno));
         if (rc)
             remove(tmp);
     }

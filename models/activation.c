@@ -14,7 +14,10 @@ const char *dl_act_name(dl_act_t a)
     }
 }
 
-static int64_t act_n_params(const dl_layer_t *l) { return 0; }
+static int64_t act_n_params(const dl_layer_t *l)
+{
+    return 0;
+}
 
 static void act_init(dl_layer_t *l, dl_rng_t *rng) {}
 
@@ -65,7 +68,10 @@ static void act_backward(const dl_layer_t *l, const float *x, const float *y, co
     }
 }
 
-static int64_t act_flops(const dl_layer_t *l, int need_dx) { return 0; }
+static int64_t act_flops(const dl_layer_t *l, int need_dx)
+{
+    return 0;
+}
 
 const dl_layer_ops_t dl_activation_ops = {
     .name = "activation",

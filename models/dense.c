@@ -41,8 +41,8 @@ static void dense_forward(const dl_layer_t *l, const float *x, float *y, int n)
             memcpy(y + (int64_t)i * out, l->b, (size_t)out * sizeof(float));
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, l->w, in, beta,
-                y, out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, l->w, in, beta, y,
+                out);
 }
 
 static void dense_backward(const dl_layer_t *l, const float *x, const float *y, const float *dy,

@@ -22,8 +22,8 @@ static int expand_specs(const dl_layer_spec_t *specs, int n_specs, dl_layer_t *o
         n++;
         if (specs[i].type == DL_LAYER_DENSE && specs[i].act != DL_ACT_NONE) {
             if (out) {
-                dl_layer_spec_t a = {.type = DL_LAYER_ACTIVATION, .act = specs[i].act,
-                                     .line = specs[i].line};
+                dl_layer_spec_t a = {
+                    .type = DL_LAYER_ACTIVATION, .act = specs[i].act, .line = specs[i].line};
                 out[n] = (dl_layer_t){.ops = layer_table[DL_LAYER_ACTIVATION], .spec = a};
             }
             n++;
@@ -101,8 +101,8 @@ int dl_model_build(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, int
     if (!m->params || !m->grads || !m->acts)
         goto fail;
     for (int i = 1; i <= m->n_layers; i++) {
-        m->acts[i] = dl_calloc((size_t)max_batch * (size_t)m->layers[i - 1].out_size,
-                               sizeof(float), err);
+        m->acts[i] =
+            dl_calloc((size_t)max_batch * (size_t)m->layers[i - 1].out_size, sizeof(float), err);
         if (!m->acts[i])
             goto fail;
     }

@@ -60,7 +60,8 @@ typedef struct dl_model {
     float *params; /* n_params floats, layer after layer */
     float *grads;  /* same layout as params */
     int max_batch;
-    float **acts;   /* acts[i] = input of layer i (acts[0] is the caller's), acts[n_layers] = output */
+    float *
+        *acts; /* acts[i] = input of layer i (acts[0] is the caller's), acts[n_layers] = output */
     float *dbuf[2]; /* scratch for gradients with respect to activations */
 } dl_model_t;
 

@@ -11,7 +11,10 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 void dl_rng_seed(dl_rng_t *r, uint64_t seed, uint64_t stream)
 {
@@ -45,7 +48,10 @@ uint64_t dl_rng_below(dl_rng_t *r, uint64_t n)
     return x % n;
 }
 
-double dl_rng_uniform(dl_rng_t *r) { return (double)(dl_rng_next(r) >> 11) * 0x1.0p-53; }
+double dl_rng_uniform(dl_rng_t *r)
+{
+    return (double)(dl_rng_next(r) >> 11) * 0x1.0p-53;
+}
 
 double dl_rng_normal(dl_rng_t *r)
 {

@@ -21,9 +21,9 @@ typedef enum { K_INT, K_I32, K_FLOAT, K_BOOL, K_ENUM, K_STRING } key_kind_t;
 typedef struct key_def {
     const char *section, *name;
     key_kind_t kind;
-    size_t offset;             /* into dl_config_t, or into dl_layer_spec_t for layer keys */
-    const char *def;           /* default, parsed like a value; NULL = no default */
-    double min, max;           /* range for numbers */
+    size_t offset;              /* into dl_config_t, or into dl_layer_spec_t for layer keys */
+    const char *def;            /* default, parsed like a value; NULL = no default */
+    double min, max;            /* range for numbers */
     const char *const *choices; /* names for K_ENUM, index = stored value */
     const char *help;
 } key_def_t;
@@ -65,8 +65,7 @@ static const key_def_t keys[] = {
      "epochs between test evaluations (0 = only at the end)"},
     {"data", "train", K_STRING, C(train_data), NULL, 0, 0, NULL,
      "training data: an HDF5 file, a comma-separated list or a glob of shards (required)"},
-    {"data", "test", K_STRING, C(test_data), NULL, 0, 0, NULL,
-     "test data, same forms (required)"},
+    {"data", "test", K_STRING, C(test_data), NULL, 0, 0, NULL, "test data, same forms (required)"},
     {"optim", "type", K_ENUM, C(optim.type), "sgd", 0, 0, optim_names, "sgd or adamw"},
     {"optim", "lr", K_FLOAT, C(optim.lr), "0.01", 0, 1e3, NULL, "peak learning rate"},
     {"optim", "momentum", K_FLOAT, C(optim.momentum), "0", 0, 0.999999, NULL,
@@ -231,8 +230,10 @@ static int set_value(parse_state_t *st, const key_def_t *k, void *base, const ch
         errno = 0;
         long long v = strtoll(value, &end, 10);
         if (errno || end == value || *end != '\0')
-            return fail(st, "%s: [%s] %s = '%s' is not an integer; accepted: a whole number from "
-                            "%.0f to %.0f", at, k->section, k->name, value, k->min, k->max);
+            return fail(st,
+                        "%s: [%s] %s = '%s' is not an integer; accepted: a whole number from "
+                        "%.0f to %.0f",
+                        at, k->section, k->name, value, k->min, k->max);
         if ((double)v < k->min || (double)v > k->max)
             return fail(st, "%s: [%s] %s = %lld is out of range; accepted: %.0f to %.0f", at,
                         k->section, k->name, v, k->min, k->max);
@@ -249,8 +250,8 @@ static int set_value(parse_state_t *st, const key_def_t *k, void *base, const ch
             return fail(st, "%s: [%s] %s = '%s' is not a number; accepted: a number from %g to %g",
                         at, k->section, k->name, value, k->min, k->max);
         if (v < k->min || v > k->max)
-            return fail(st, "%s: [%s] %s = %g is out of range; accepted: %g to %g", at,
-                        k->section, k->name, v, k->min, k->max);
+            return fail(st, "%s: [%s] %s = %g is out of range; accepted: %g to %g", at, k->section,
+                        k->name, v, k->min, k->max);
         *(double *)field = v;
         return 1;
     }
@@ -278,8 +279,8 @@ static int set_value(parse_state_t *st, const key_def_t *k, void *base, const ch
             }
         char names[256];
         list_choices(k->choices, names, sizeof names);
-        return fail(st, "%s: [%s] %s = '%s' is not accepted; accepted: %s", at, k->section,
-                    k->name, value, names);
+        return fail(st, "%s: [%s] %s = '%s' is not accepted; accepted: %s", at, k->section, k->name,
+                    value, names);
     }
     case K_STRING:
         if (value[0] == '\0')
@@ -311,9 +312,10 @@ static void begin_section(parse_state_t *st, const char *name)
     int s = section_index(name), ls = layer_section_index(name);
     if (s >= 0) {
         if (st->section_line[s])
-            fail(st, "%s: section [%s] appears a second time (first at line %d); give each of "
-                     "[train], [data], [optim] and [schedule] once", at, name,
-                 st->section_line[s]);
+            fail(st,
+                 "%s: section [%s] appears a second time (first at line %d); give each of "
+                 "[train], [data], [optim] and [schedule] once",
+                 at, name, st->section_line[s]);
         st->section_line[s] = st->line;
         st->section_kind = 1;
         return;
@@ -390,24 +392,28 @@ static int apply(parse_state_t *st, const char *section, const char *name, const
     dl_config_t *cfg = st->cfg;
     if (layer_section_index(section) >= 0) {
         if (st->line <= 0)
-            return fail(st, "command line: %s.%s: layer sections cannot be overridden from the "
-                            "command line; edit the job file", section, name);
+            return fail(st,
+                        "command line: %s.%s: layer sections cannot be overridden from the "
+                        "command line; edit the job file",
+                        section, name);
         int i = find_key(layer_keys, N_LAYER_KEYS, section, name);
         if (i < 0) {
             describe_keys(layer_keys, N_LAYER_KEYS, section, name, names, sizeof names);
-            return fail(st, "%s: unknown key '%s' in [%s]; accepted: %s", at, name, section,
-                        names);
+            return fail(st, "%s: unknown key '%s' in [%s]; accepted: %s", at, name, section, names);
         }
         int li = cfg->n_layers - 1;
         if (st->layer_key_line[li][i])
-            return fail(st, "%s: key '%s' appears a second time in this [%s] section (first at "
-                            "line %d)", at, name, section, st->layer_key_line[li][i]);
+            return fail(st,
+                        "%s: key '%s' appears a second time in this [%s] section (first at "
+                        "line %d)",
+                        at, name, section, st->layer_key_line[li][i]);
         st->layer_key_line[li][i] = st->line;
         return set_value(st, &layer_keys[i], &cfg->layers[li], value);
     }
     if (section[0] == '\0')
-        return fail(st, "%s: key '%s' comes before any section; put it under one of "
-                        ACCEPTED_SECTIONS, at, name);
+        return fail(st,
+                    "%s: key '%s' comes before any section; put it under one of " ACCEPTED_SECTIONS,
+                    at, name);
     if (section_index(section) < 0)
         return fail(st, "%s: unknown section [%s]; accepted: " ACCEPTED_SECTIONS, at, section);
     int i = find_key(keys, N_KEYS, section, name);
@@ -434,8 +440,10 @@ static int apply_override(parse_state_t *st, const char *arg)
 {
     const char *eq = strchr(arg, '='), *dot = strchr(arg, '.');
     if (!eq || !dot || dot > eq || dot == arg || dot + 1 == eq)
-        return fail(st, "command line: '%s' is not an override; accepted: section.key=value, "
-                        "for example optim.lr=0.1", arg);
+        return fail(st,
+                    "command line: '%s' is not an override; accepted: section.key=value, "
+                    "for example optim.lr=0.1",
+                    arg);
     char section[64], name[64];
     size_t ls = (size_t)(dot - arg), ln = (size_t)(eq - dot - 1);
     if (ls >= sizeof section || ln >= sizeof name)
@@ -461,13 +469,17 @@ static void check_required(parse_state_t *st)
     if (st->failed)
         return;
     if (!cfg->train_data[0] || !cfg->test_data[0]) {
-        fail(st, "%s: [data] %s is required (an HDF5 file, a comma-separated list or a glob; "
-                 "make one with dltrain-data)", cfg->path, !cfg->train_data[0] ? "train" : "test");
+        fail(st,
+             "%s: [data] %s is required (an HDF5 file, a comma-separated list or a glob; "
+             "make one with dltrain-data)",
+             cfg->path, !cfg->train_data[0] ? "train" : "test");
         return;
     }
     if (cfg->epochs == 0 && cfg->max_steps == 0) {
-        fail(st, "%s: [train] needs epochs or max_steps (or both: training stops at whichever "
-                 "comes first)", cfg->path);
+        fail(st,
+             "%s: [train] needs epochs or max_steps (or both: training stops at whichever "
+             "comes first)",
+             cfg->path);
         return;
     }
     if (cfg->batch_size && cfg->global_batch_size) {
@@ -478,8 +490,10 @@ static void check_required(parse_state_t *st)
     if (!cfg->batch_size && !cfg->global_batch_size)
         cfg->batch_size = 64;
     if (cfg->n_layers == 0) {
-        fail(st, "%s: no layer sections; describe the model with [dense] sections, the last one "
-                 "with one unit per class", cfg->path);
+        fail(st,
+             "%s: no layer sections; describe the model with [dense] sections, the last one "
+             "with one unit per class",
+             cfg->path);
         return;
     }
     for (int i = 0; i < cfg->n_layers; i++)
@@ -508,8 +522,10 @@ int dl_config_parse(dl_config_t *cfg, const char *path, const char *text, int n_
     if (rc < 0 && !st->failed)
         fail(st, "%s: out of memory while parsing", path);
     else if (rc > 0 && !st->failed)
-        fail(st, "%s:%d: cannot read this line; accepted: [section], key = value, or a comment "
-                 "starting with ; or #", path, rc);
+        fail(st,
+             "%s:%d: cannot read this line; accepted: [section], key = value, or a comment "
+             "starting with ; or #",
+             path, rc);
     st->line = 0;
     for (int i = 0; i < n_overrides && !st->failed; i++)
         apply_override(st, overrides[i]);
@@ -602,7 +618,10 @@ static void print_config(const dl_config_t *cfg, FILE *f, int with_origin)
     }
 }
 
-void dl_config_print(const dl_config_t *cfg, FILE *f) { print_config(cfg, f, 1); }
+void dl_config_print(const dl_config_t *cfg, FILE *f)
+{
+    print_config(cfg, f, 1);
+}
 
 void dl_config_print_keys(FILE *f)
 {
@@ -612,8 +631,8 @@ void dl_config_print_keys(FILE *f)
         int n = t ? N_LAYER_KEYS : N_KEYS;
         for (int i = 0; i < n; i++) {
             const key_def_t *k = &defs[i];
-            static const char *const kind_names[] = {"integer", "integer", "number", "boolean",
-                                                     "choice", "string"};
+            static const char *const kind_names[] = {"integer", "integer", "number",
+                                                     "boolean", "choice",  "string"};
             fprintf(f, "%s.%s (%s", k->section, k->name, kind_names[k->kind]);
             if (k->kind == K_ENUM) {
                 list_choices(k->choices, choices, sizeof choices);

@@ -35,10 +35,10 @@ typedef struct dl_sched_cfg {
 typedef struct dl_config {
     char path[DL_PATH_MAX]; /* the job file, for messages */
     /* [train] */
-    int device;                 /* dl_device_t */
-    int64_t epochs, max_steps;  /* 0 = not set; training stops at whichever comes first */
-    int64_t batch_size;         /* per rank; 0 = derive from global_batch_size */
-    int64_t global_batch_size;  /* 0 = batch_size x ranks */
+    int device;                /* dl_device_t */
+    int64_t epochs, max_steps; /* 0 = not set; training stops at whichever comes first */
+    int64_t batch_size;        /* per rank; 0 = derive from global_batch_size */
+    int64_t global_batch_size; /* 0 = batch_size x ranks */
     int64_t seed, threads, log_every, eval_every;
     int progress; /* dl_progress_t */
     char run_dir[DL_PATH_MAX];

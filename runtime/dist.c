@@ -12,8 +12,9 @@ int dl_dist_init(dl_dist_t *d, int *argc, char ***argv, dl_err_t *err)
     int provided = 0;
     /* Only the main thread calls MPI; helper threads (data loading) never do. */
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
-        return DL_ERR(err, DL_ELIB, "MPI_Init_thread failed; is Open MPI installed and was the "
-                                    "program started with mpirun?");
+        return DL_ERR(err, DL_ELIB,
+                      "MPI_Init_thread failed; is Open MPI installed and was the "
+                      "program started with mpirun?");
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
     MPI_Comm node;

@@ -57,7 +57,8 @@ static int run_check(const char *path, int n_over, char **over)
     dl_err_t err = {0};
     dl_config_t *cfg = malloc(sizeof *cfg);
     char *text = NULL;
-    int rc = cfg ? dl_config_read_file(path, &text, &err) : DL_ERR(&err, DL_ENOMEM, "out of memory");
+    int rc =
+        cfg ? dl_config_read_file(path, &text, &err) : DL_ERR(&err, DL_ENOMEM, "out of memory");
     if (!rc)
         rc = dl_config_parse(cfg, path, text, n_over, over, &err);
     if (!rc)

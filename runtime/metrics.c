@@ -98,8 +98,8 @@ void dl_metrics_step(dl_metrics_t *m, const dl_step_stats_t *s)
     } else {
         printf("step %lld/%lld  epoch %.2f/%lld  loss %.4f  train_acc %.4f  lr %.4g  %.0f "
                "samples/s  ETA %s\n",
-               (long long)s->step, (long long)s->total_steps, s->epoch,
-               (long long)s->epochs_total, s->loss, s->accuracy, s->lr, s->samples_per_s, eta);
+               (long long)s->step, (long long)s->total_steps, s->epoch, (long long)s->epochs_total,
+               s->loss, s->accuracy, s->lr, s->samples_per_s, eta);
     }
     fflush(stdout);
 }

@@ -10,8 +10,8 @@
 typedef struct dl_optim {
     dl_optim_cfg_t cfg;
     int64_t n;
-    int64_t t;     /* steps taken */
-    float *m, *v;  /* sgd: m = momentum buffer; adamw: first and second moments */
+    int64_t t;    /* steps taken */
+    float *m, *v; /* sgd: m = momentum buffer; adamw: first and second moments */
 } dl_optim_t;
 
 int dl_optim_init(dl_optim_t *o, const dl_optim_cfg_t *cfg, int64_t n_params, dl_err_t *err);

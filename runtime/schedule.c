@@ -13,13 +13,10 @@ double dl_schedule_lr(const dl_sched_cfg_t *s, double base_lr, int64_t step, int
     if (t > 1.0)
         t = 1.0;
     switch (s->type) {
-    case DL_SCHED_STEP:
-        return base_lr * pow(s->gamma, (double)(after / s->step_size));
+    case DL_SCHED_STEP: return base_lr * pow(s->gamma, (double)(after / s->step_size));
     case DL_SCHED_COSINE:
         return s->min_lr + (base_lr - s->min_lr) * 0.5 * (1.0 + cos(3.14159265358979323846 * t));
-    case DL_SCHED_LINEAR:
-        return base_lr + (s->min_lr - base_lr) * t;
-    default:
-        return base_lr;
+    case DL_SCHED_LINEAR: return base_lr + (s->min_lr - base_lr) * t;
+    default: return base_lr;
     }
 }

@@ -132,8 +132,8 @@ void dl_plan_print(const dl_config_t *cfg, const dl_plan_t *p, FILE *f)
     fprintf(f, "; %lld steps per epoch (%lld samples dropped per epoch), %lld steps in all\n",
             (long long)p->steps_per_epoch, (long long)(p->train.n % p->global_batch),
             (long long)p->total_steps);
-    fprintf(f, "; model: %lld parameters, %.3f MFLOP per training sample\n",
-            (long long)p->n_params, (double)p->train_flops * 1e-6);
+    fprintf(f, "; model: %lld parameters, %.3f MFLOP per training sample\n", (long long)p->n_params,
+            (double)p->train_flops * 1e-6);
 }
 
 /* ---- agreement across ranks ---------------------------------------------- */
@@ -181,8 +181,8 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
 {
     const dl_plan_t *p = &t->plan;
     t->max_batch = (int)(p->batch > EVAL_CHUNK ? p->batch : EVAL_CHUNK);
-    int rc = dl_model_build(&t->model, t->cfg->layers, t->cfg->n_layers, p->in_size, t->max_batch,
-                            err);
+    int rc =
+        dl_model_build(&t->model, t->cfg->layers, t->cfg->n_layers, p->in_size, t->max_batch, err);
     if (rc)
         return rc;
     rc = dl_optim_init(&t->opt, &t->cfg->optim, t->model.n_params, err);
@@ -218,8 +218,8 @@ static int init_params(trainer_t *t, dl_err_t *err)
 {
     if (t->rank == 0)
         dl_model_init_params(&t->model, (uint64_t)t->cfg->seed);
-    return dl_comm_broadcast(t->comm, t->model.params,
-                             t->model.n_params * (int64_t)sizeof(float), 0, err);
+    return dl_comm_broadcast(t->comm, t->model.params, t->model.n_params * (int64_t)sizeof(float),
+                             0, err);
 }
 
 /* Test loss and accuracy over the whole test set, split across ranks. */
@@ -261,7 +261,8 @@ static int train_step(trainer_t *t, int64_t step, double lr, double *acc, dl_err
     int64_t in_epoch = step % p->steps_per_epoch;
     if (in_epoch == 0) {
         dl_rng_t rng;
-        dl_rng_seed(&rng, (uint64_t)t->cfg->seed, SHUFFLE_STREAM + (uint64_t)(step / p->steps_per_epoch));
+        dl_rng_seed(&rng, (uint64_t)t->cfg->seed,
+                    SHUFFLE_STREAM + (uint64_t)(step / p->steps_per_epoch));
         dl_rng_permutation(&rng, t->perm, p->train.n);
     }
     int b = (int)p->batch;
@@ -273,8 +274,8 @@ static int train_step(trainer_t *t, int64_t step, double lr, double *acc, dl_err
     int k = p->train.num_classes;
     const float *logits = dl_model_forward(&t->model, t->x, b);
     int64_t correct = 0;
-    acc[0] += dl_softmax_xent(logits, t->y, b, k, 1.0f / (float)p->global_batch, t->dlogits,
-                              &correct);
+    acc[0] +=
+        dl_softmax_xent(logits, t->y, b, k, 1.0f / (float)p->global_batch, t->dlogits, &correct);
     acc[1] += (double)correct;
     dl_model_backward(&t->model, t->dlogits, b);
     rc = dl_comm_allreduce_sum_f32(t->comm, t->model.grads, t->model.n_params, err);
@@ -351,12 +352,16 @@ static int log_step(trainer_t *t, int64_t done, double *acc, int64_t steps_since
     *loss_out = acc[0] / samples;
     if (t->rank == 0) {
         dl_step_stats_t s = {
-            .step = done, .total_steps = t->plan.total_steps,
+            .step = done,
+            .total_steps = t->plan.total_steps,
             .epoch = (double)done / (double)t->plan.steps_per_epoch,
-            .epochs_total = (t->plan.total_steps + t->plan.steps_per_epoch - 1) /
-                            t->plan.steps_per_epoch,
-            .loss = *loss_out, .accuracy = acc[1] / samples, .lr = lr,
-            .samples_per_s = samples / (now - *t_last), .elapsed_s = now - t_start,
+            .epochs_total =
+                (t->plan.total_steps + t->plan.steps_per_epoch - 1) / t->plan.steps_per_epoch,
+            .loss = *loss_out,
+            .accuracy = acc[1] / samples,
+            .lr = lr,
+            .samples_per_s = samples / (now - *t_last),
+            .elapsed_s = now - t_start,
             .eta_s = (now - t_start) / (double)done * (double)(t->plan.total_steps - done),
         };
         dl_metrics_step(&t->metrics, &s);
@@ -442,8 +447,8 @@ static int write_resolved_config(const dl_config_t *cfg, dl_err_t *err)
 int dl_train_run(const dl_config_t *cfg, dl_dist_t *dist, dl_comm_t *comm, dl_err_t *err)
 {
     double t_start = now_s();
-    trainer_t t = {.cfg = cfg, .comm = comm, .rank = dl_comm_rank(comm),
-                   .world = dl_comm_size(comm)};
+    trainer_t t = {
+        .cfg = cfg, .comm = comm, .rank = dl_comm_rank(comm), .world = dl_comm_size(comm)};
     int rc = dl_plan_make(cfg, t.world, &t.plan, &t.train, &t.test, err);
     if (!rc)
         rc = alloc_buffers(&t, err);

@@ -8,37 +8,37 @@
 
 static int check_failures;
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);           \
-            check_failures++;                                                                  \
-        }                                                                                      \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            check_failures++;                                                                      \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_CLOSE(a, b, rel, abs_)                                                           \
-    do {                                                                                       \
-        double a_ = (a), b_ = (b), d_ = a_ > b_ ? a_ - b_ : b_ - a_;                           \
-        double m_ = (a_ < 0 ? -a_ : a_) > (b_ < 0 ? -b_ : b_) ? (a_ < 0 ? -a_ : a_)            \
-                                                              : (b_ < 0 ? -b_ : b_);           \
-        if (!(d_ <= (rel) * m_ + (abs_))) {                                                    \
-            fprintf(stderr, "%s:%d: %s = %.9g but %s = %.9g\n", __FILE__, __LINE__, #a, a_,   \
-                    #b, b_);                                                                   \
-            check_failures++;                                                                  \
-        }                                                                                      \
+#define CHECK_CLOSE(a, b, rel, abs_)                                                               \
+    do {                                                                                           \
+        double a_ = (a), b_ = (b), d_ = a_ > b_ ? a_ - b_ : b_ - a_;                               \
+        double m_ =                                                                                \
+            (a_ < 0 ? -a_ : a_) > (b_ < 0 ? -b_ : b_) ? (a_ < 0 ? -a_ : a_) : (b_ < 0 ? -b_ : b_); \
+        if (!(d_ <= (rel)*m_ + (abs_))) {                                                          \
+            fprintf(stderr, "%s:%d: %s = %.9g but %s = %.9g\n", __FILE__, __LINE__, #a, a_, #b,    \
+                    b_);                                                                           \
+            check_failures++;                                                                      \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_CONTAINS(haystack, needle)                                                       \
-    do {                                                                                       \
-        if (!strstr((haystack), (needle))) {                                                   \
-            fprintf(stderr, "%s:%d: expected \"%s\" in: %s\n", __FILE__, __LINE__, (needle),   \
-                    (haystack));                                                               \
-            check_failures++;                                                                  \
-        }                                                                                      \
+#define CHECK_CONTAINS(haystack, needle)                                                           \
+    do {                                                                                           \
+        if (!strstr((haystack), (needle))) {                                                       \
+            fprintf(stderr, "%s:%d: expected \"%s\" in: %s\n", __FILE__, __LINE__, (needle),       \
+                    (haystack));                                                                   \
+            check_failures++;                                                                      \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_DONE()                                                                           \
-    (check_failures ? (fprintf(stderr, "%d check(s) failed\n", check_failures), 1)            \
+#define CHECK_DONE()                                                                               \
+    (check_failures ? (fprintf(stderr, "%d check(s) failed\n", check_failures), 1)                 \
                     : (printf("all checks passed\n"), 0))
 
 #endif

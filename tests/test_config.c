@@ -5,24 +5,23 @@
 #include "check.h"
 #include "runtime/config.h"
 
-static const char *good =
-    "; a comment\n"
-    "[train]\n"
-    "epochs = 3            ; inline comment\n"
-    "  batch_size = 32\n"
-    "seed = 7\n"
-    "\n"
-    "[data]\n"
-    "train = a.h5\n"
-    "test = b.h5\n"
-    "[optim]\n"
-    "type = adamw\n"
-    "lr = 1e-3\n"
-    "[dense]\n"
-    "units = 16\n"
-    "activation = relu\n"
-    "[dense]\n"
-    "units = 4\n";
+static const char *good = "; a comment\n"
+                          "[train]\n"
+                          "epochs = 3            ; inline comment\n"
+                          "  batch_size = 32\n"
+                          "seed = 7\n"
+                          "\n"
+                          "[data]\n"
+                          "train = a.h5\n"
+                          "test = b.h5\n"
+                          "[optim]\n"
+                          "type = adamw\n"
+                          "lr = 1e-3\n"
+                          "[dense]\n"
+                          "units = 16\n"
+                          "activation = relu\n"
+                          "[dense]\n"
+                          "units = 4\n";
 
 static dl_config_t cfg;
 
@@ -102,7 +101,8 @@ static void test_overrides(void)
 static void test_errors(void)
 {
     /* Misspelt key: names file, line, key and the accepted keys, with a hint. */
-    expect_error(with("[schedule]\nwarmup_step = 10\n"), "job.ini:19", "did you mean 'warmup_steps'");
+    expect_error(with("[schedule]\nwarmup_step = 10\n"), "job.ini:19",
+                 "did you mean 'warmup_steps'");
     expect_error(with("[schedule]\nwarmup_step = 10\n"), "unknown key 'warmup_step' in [schedule]",
                  "step_size");
     expect_error(with("[trian]\n"), "job.ini:18: unknown section [trian]", "[train]");
@@ -123,8 +123,8 @@ static void test_errors(void)
     /* Structure */
     expect_error(with("[train]\nseed = 2\n"), "job.ini:18: section [train] appears a second time",
                  "first at line 2");
-    expect_error("[train]\nepochs = 1\nepochs = 2\n", "job.ini:3: key 'epochs' appears a second time",
-                 "first at line 2");
+    expect_error("[train]\nepochs = 1\nepochs = 2\n",
+                 "job.ini:3: key 'epochs' appears a second time", "first at line 2");
     expect_error("[train]\nthis is not ini\n", "job.ini:2: cannot read this line", NULL);
     expect_error("epochs = 3\n", "job.ini:1: key 'epochs' comes before any section", NULL);
     /* Indented keys are keys, never a continuation of the previous value. */

@@ -17,16 +17,16 @@
 
 static int failures;
 
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);     \
-            failures++;                                                                  \
-        }                                                                                \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* The call returned DL_EINPUT and its message names both needles. */
-#define CHECK_EINPUT(rc, err, needle1, needle2)                                             \
+#define CHECK_EINPUT(rc, err, needle1, needle2)                                                    \
     check_einput((rc), (err), (needle1), (needle2), __FILE__, __LINE__)
 
 static void check_einput(int rc, const dl_err_t *err, const char *n1, const char *n2,
@@ -297,10 +297,10 @@ static void make_h5(const char *path, const bad_opts_t *o)
     attr_write(f, "num_classes", H5T_NATIVE_INT32, 0, &ten);
     if (!o->no_images) {
         hsize_t d4[4] = {N, 1, (hsize_t)h, W}, d3[3] = {N, (hsize_t)h, W};
-        hid_t ds = o->images_float ? dset_write(f, "images", H5T_NATIVE_FLOAT, 4, d4, fpix)
-                                   : dset_write(f, "images", H5T_NATIVE_UINT8,
-                                                o->images_rank3 ? 3 : 4,
-                                                o->images_rank3 ? d3 : d4, pix);
+        hid_t ds = o->images_float
+                       ? dset_write(f, "images", H5T_NATIVE_FLOAT, 4, d4, fpix)
+                       : dset_write(f, "images", H5T_NATIVE_UINT8, o->images_rank3 ? 3 : 4,
+                                    o->images_rank3 ? d3 : d4, pix);
         double mean = 100, sd = 50;
         if (!o->no_mean)
             attr_write(ds, "mean", H5T_NATIVE_DOUBLE, 1, &mean);
@@ -335,8 +335,7 @@ static void bad_case(const char *name, bad_opts_t o, const char *needle, int lin
 static void test_bad_h5(void)
 {
     char p[1024], q[2100];
-    expect_open_fails(spath(p, "does-not-exist.h5"), "does-not-exist.h5", "no such file",
-                      __LINE__);
+    expect_open_fails(spath(p, "does-not-exist.h5"), "does-not-exist.h5", "no such file", __LINE__);
     write_file(spath(p, "text.h5"), "hello, not hdf5\n", 16, 0);
     expect_open_fails(p, "text.h5", "not an HDF5 file", __LINE__);
     bad_case("no_images.h5", (bad_opts_t){.no_images = 1}, "/images", __LINE__);

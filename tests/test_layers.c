@@ -71,7 +71,9 @@ static void check_layer(dl_layer_t *l, int n, int64_t n_params, float *params, f
 
 static void test_dense(int bias)
 {
-    dl_layer_t l = {.ops = &dl_dense_ops, .in_size = 7, .out_size = 5,
+    dl_layer_t l = {.ops = &dl_dense_ops,
+                    .in_size = 7,
+                    .out_size = 5,
                     .spec = {.type = DL_LAYER_DENSE, .units = 5, .bias = bias}};
     int64_t np = l.ops->n_params(&l);
     CHECK(np == 35 + (bias ? 5 : 0));
@@ -100,7 +102,9 @@ static void test_dense(int bias)
 
 static void test_activation(dl_act_t act)
 {
-    dl_layer_t l = {.ops = &dl_activation_ops, .in_size = 6, .out_size = 6,
+    dl_layer_t l = {.ops = &dl_activation_ops,
+                    .in_size = 6,
+                    .out_size = 6,
                     .spec = {.type = DL_LAYER_ACTIVATION, .act = act}};
     CHECK(l.ops->n_params(&l) == 0);
     check_layer(&l, 3, 0, NULL, NULL, act == DL_ACT_RELU);

@@ -7,8 +7,8 @@
 
 static void test_sgd(int nesterov)
 {
-    dl_optim_cfg_t cfg = {.type = DL_OPT_SGD, .momentum = 0.9, .nesterov = nesterov,
-                          .weight_decay = 0.01};
+    dl_optim_cfg_t cfg = {
+        .type = DL_OPT_SGD, .momentum = 0.9, .nesterov = nesterov, .weight_decay = 0.01};
     dl_optim_t o;
     dl_err_t err = {0};
     CHECK(dl_optim_init(&o, &cfg, 2, &err) == 0);
@@ -39,8 +39,8 @@ static void test_sgd(int nesterov)
 
 static void test_adamw(void)
 {
-    dl_optim_cfg_t cfg = {.type = DL_OPT_ADAMW, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                          .weight_decay = 0.1};
+    dl_optim_cfg_t cfg = {
+        .type = DL_OPT_ADAMW, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.1};
     dl_optim_t o;
     dl_err_t err = {0};
     CHECK(dl_optim_init(&o, &cfg, 2, &err) == 0);
@@ -64,8 +64,11 @@ static void test_adamw(void)
 
 static void test_schedules(void)
 {
-    dl_sched_cfg_t s = {.type = DL_SCHED_CONSTANT, .warmup_steps = 10, .step_size = 20,
-                        .gamma = 0.5, .min_lr = 0.01};
+    dl_sched_cfg_t s = {.type = DL_SCHED_CONSTANT,
+                        .warmup_steps = 10,
+                        .step_size = 20,
+                        .gamma = 0.5,
+                        .min_lr = 0.01};
     /* Warm-up: linear from lr/10 to lr over 10 steps, for every type. */
     for (int t = DL_SCHED_CONSTANT; t <= DL_SCHED_LINEAR; t++) {
         s.type = t;
