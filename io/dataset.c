@@ -8,7 +8,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include <hdf5.h>
 
 #include "dataset.h"
+#include "h5err.h"
 
 #define DS_MAX_C 16 /* channels: dl_dataset_info_t has room for 16 */
 
@@ -45,39 +45,6 @@ struct dl_dataset {
     size_t reqs_cap, pix_cap, lab_cap; /* in elements */
 };
 
-/* ---- HDF5 error text ---------------------------------------------------- */
-
-typedef struct h5_msg {
-    char text[512];
-} h5_msg_t;
-
-/* The walk goes upward from the innermost error: keep the first description. */
-static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    h5_msg_t *m = data;
-    (void)n;
-    if (!m->text[0] && e->desc && e->desc[0])
-        snprintf(m->text, sizeof m->text, "%s", e->desc);
-    return 0;
-}
-
-/* Record an error caused by the current HDF5 error stack; call it right after
- * the failing HDF5 call, before another HDF5 call resets the stack. */
-static int h5_fail(dl_err_t *err, int code, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static int h5_fail(dl_err_t *err, int code, const char *file, int line, const char *fmt, ...)
-{
-    char what[512];
-    h5_msg_t m = {{0}};
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, &m);
-    return dl_err_set(err, code, file, line, "%s (HDF5: %s)", what,
-                      m.text[0] ? m.text : "no details");
-}
-#define H5_FAIL(err, code, ...) h5_fail((err), (code), __FILE__, __LINE__, __VA_ARGS__)
 
 static void h5_close_space(hid_t *s)
 {

@@ -4,7 +4,6 @@
  * stays bounded whatever the number of samples. */
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <zlib.h>
 
 #include "dataset.h"
+#include "h5err.h"
 
 #define IDX_MAGIC_IMAGES 0x00000803u /* unsigned byte, 3 dimensions */
 #define IDX_MAGIC_LABELS 0x00000801u /* unsigned byte, 1 dimension */
@@ -25,40 +25,6 @@ typedef struct idx_file {
     uint32_t dims[3]; /* N, H, W for images; N for labels */
 } idx_file_t;
 
-/* ---- HDF5 error text ---------------------------------------------------- */
-
-typedef struct h5_msg {
-    char text[512];
-} h5_msg_t;
-
-/* Keep the most specific description: the walk goes upward from the
- * innermost error, so the first non-empty one wins. */
-static herr_t h5_walk_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    h5_msg_t *m = data;
-    (void)n;
-    if (!m->text[0] && e->desc && e->desc[0])
-        snprintf(m->text, sizeof m->text, "%s", e->desc);
-    return 0;
-}
-
-/* Record an error whose cause is the current HDF5 error stack; call it right
- * after the failing HDF5 call, before any other HDF5 call resets the stack. */
-static int h5_fail(dl_err_t *err, int code, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static int h5_fail(dl_err_t *err, int code, const char *file, int line, const char *fmt, ...)
-{
-    char what[512];
-    h5_msg_t m = {{0}};
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk_cb, &m);
-    return dl_err_set(err, code, file, line, "%s (HDF5: %s)", what,
-                      m.text[0] ? m.text : "no details");
-}
-#define H5_FAIL(err, code, ...) h5_fail((err), (code), __FILE__, __LINE__, __VA_ARGS__)
 
 /* ---- reading IDX ---------------------------------------------------------- */
 

@@ -13,17 +13,8 @@
 #include <hdf5.h>
 #include <zlib.h>
 
+#include "check.h"
 #include "io/dataset.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* The call returned DL_EINPUT and its message names both needles. */
 #define CHECK_EINPUT(rc, err, needle1, needle2)                                                    \
@@ -35,7 +26,7 @@ static void check_einput(int rc, const dl_err_t *err, const char *n1, const char
     if (rc != DL_EINPUT || !strstr(err->msg, n1) || !strstr(err->msg, n2)) {
         fprintf(stderr, "%s:%d: expected DL_EINPUT naming \"%s\" and \"%s\"; got %d: %s\n", file,
                 line, n1, n2, rc, err->msg);
-        failures++;
+        check_failures++;
     }
 }
 
@@ -147,7 +138,7 @@ static void check_read(dl_dataset_t *ds, const int64_t *idx, int n, int line)
     int rc = dl_dataset_read(ds, idx, n, img, lab, &err);
     if (rc) {
         fprintf(stderr, "%s:%d: dl_dataset_read failed: %s\n", __FILE__, line, err.msg);
-        failures++;
+        check_failures++;
     }
     int bad = 0;
     for (int k = 0; !rc && k < n; k++) {
@@ -160,7 +151,7 @@ static void check_read(dl_dataset_t *ds, const int64_t *idx, int n, int line)
     }
     if (bad) {
         fprintf(stderr, "%s:%d: %d values read back wrong\n", __FILE__, line, bad);
-        failures++;
+        check_failures++;
     }
     free(img);
     free(lab);
@@ -391,7 +382,7 @@ static void expect_idx_fails(const char *ip, const char *lp, const char *n1, con
     if (access(out, F_OK) == 0 || access(tmp, F_OK) == 0) {
         fprintf(stderr, "%s:%d: a failed conversion left %s or its .tmp behind\n", __FILE__, line,
                 out);
-        failures++;
+        check_failures++;
     }
 }
 
@@ -444,13 +435,8 @@ int main(int argc, char **argv)
     ssize_t left = open_h5_objects();
     if (left != 0) {
         fprintf(stderr, "%s:%d: %zd HDF5 objects still open\n", __FILE__, __LINE__, left);
-        failures++;
+        check_failures++;
     }
     H5close(); /* release HDF5's global state so valgrind sees no leaks */
-    if (failures) {
-        fprintf(stderr, "test_dataset: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_dataset: all checks passed\n");
-    return 0;
+    return CHECK_DONE();
 }
