@@ -21,7 +21,7 @@ static int64_t act_n_params(const dl_layer_t *l)
 
 static void act_init(dl_layer_t *l, dl_rng_t *rng) {}
 
-static void act_forward(const dl_layer_t *l, const float *x, float *y, int n)
+static void act_forward(const dl_layer_t *l, const float *restrict x, float *restrict y, int n)
 {
     int64_t len = (int64_t)n * l->in_size;
     switch (l->spec.act) {
@@ -43,8 +43,8 @@ static void act_forward(const dl_layer_t *l, const float *x, float *y, int n)
     }
 }
 
-static void act_backward(const dl_layer_t *l, const float *x, const float *y, const float *dy,
-                         float *dx, int n)
+static void act_backward(const dl_layer_t *l, const float *x, const float *restrict y,
+                         const float *restrict dy, float *restrict dx, int n)
 {
     if (!dx)
         return;

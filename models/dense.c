@@ -49,14 +49,16 @@ static void dense_backward(const dl_layer_t *l, const float *x, const float *y, 
                            float *dx, int n)
 {
     int in = (int)l->in_size, out = (int)l->out_size;
-    /* dW (out x in) += dy^T (out x n) . x (n x in) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in, 1.0f,
+    /* dW (out x in) = dy^T (out x n) . x (n x in) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in, 0.0f,
                 l->dw, in);
     if (l->db) {
-        for (int i = 0; i < n; i++) {
-            const float *row = dy + (int64_t)i * out;
+        float *restrict db = l->db;
+        memcpy(db, dy, (size_t)out * sizeof(float));
+        for (int i = 1; i < n; i++) {
+            const float *restrict row = dy + (int64_t)i * out;
             for (int j = 0; j < out; j++)
-                l->db[j] += row[j];
+                db[j] += row[j];
         }
     }
     /* dx (n x in) = dy (n x out) . W (out x in) */

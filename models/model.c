@@ -138,7 +138,6 @@ const float *dl_model_forward(dl_model_t *m, const float *x, int n)
 
 void dl_model_backward(dl_model_t *m, const float *dout, int n)
 {
-    memset(m->grads, 0, (size_t)m->n_params * sizeof(float));
     const float *dy = dout;
     for (int i = m->n_layers - 1; i >= 0; i--) {
         /* The first layer's input gradient is never used: skip computing it. */

@@ -28,8 +28,9 @@ typedef struct dl_layer_spec {
 typedef struct dl_layer dl_layer_t;
 
 /* Forward and backward of one layer type, on n samples stored row-major
- * (sample i at x + i*in_size). backward accumulates (+=) parameter gradients
- * into the layer's gradient views and writes dx unless dx is NULL. */
+ * (sample i at x + i*in_size). backward overwrites the layer's parameter
+ * gradients (each parameter belongs to one layer, used once per pass) and
+ * writes dx unless dx is NULL. */
 typedef struct dl_layer_ops {
     const char *name;
     int64_t (*n_params)(const dl_layer_t *l);
@@ -74,7 +75,7 @@ void dl_model_init_params(dl_model_t *m, uint64_t seed);
 /* Forward n samples x (n x in_size); returns the n x out_size output. */
 const float *dl_model_forward(dl_model_t *m, const float *x, int n);
 /* Backward from dout (n x out_size) after dl_model_forward on the same batch.
- * Overwrites m->grads; the last layer's gradients are ready first. */
+ * Overwrites m->grads; the last layer's gradients are ready first. n >= 1. */
 void dl_model_backward(dl_model_t *m, const float *dout, int n);
 /* Floating-point operations per sample of one training step (forward + backward). */
 int64_t dl_model_train_flops(const dl_model_t *m);

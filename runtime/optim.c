@@ -26,10 +26,10 @@ int dl_optim_init(dl_optim_t *o, const dl_optim_cfg_t *cfg, int64_t n_params, dl
 
 /* buf = mu*buf + g'; p -= lr * (nesterov ? g' + mu*buf : buf), g' = g + wd*p.
  * With a zero buffer the first step gives buf = g', as PyTorch's does. */
-static void sgd_step(dl_optim_t *o, float *p, const float *g, float lr)
+static void sgd_step(dl_optim_t *o, float *restrict p, const float *restrict g, float lr)
 {
     const float mu = (float)o->cfg.momentum, wd = (float)o->cfg.weight_decay;
-    float *buf = o->m;
+    float *restrict buf = o->m;
     if (mu == 0.0f) {
         for (int64_t i = 0; i < o->n; i++)
             p[i] -= lr * (g[i] + wd * p[i]);
@@ -51,8 +51,9 @@ static void sgd_step(dl_optim_t *o, float *p, const float *g, float lr)
 }
 
 /* Decoupled weight decay (Loshchilov and Hutter), bias-corrected moments. */
-static void adamw_step(dl_optim_t *o, float *p, const float *g, float lr)
+static void adamw_step(dl_optim_t *o, float *restrict p, const float *restrict g, float lr)
 {
+    float *restrict m = o->m, *restrict v = o->v;
     const float b1 = (float)o->cfg.beta1, b2 = (float)o->cfg.beta2, eps = (float)o->cfg.eps;
     const float decay = 1.0f - lr * (float)o->cfg.weight_decay;
     const double t = (double)o->t;
@@ -61,9 +62,9 @@ static void adamw_step(dl_optim_t *o, float *p, const float *g, float lr)
     const float step = lr / c1;
     for (int64_t i = 0; i < o->n; i++) {
         p[i] *= decay;
-        o->m[i] = b1 * o->m[i] + (1.0f - b1) * g[i];
-        o->v[i] = b2 * o->v[i] + (1.0f - b2) * g[i] * g[i];
-        p[i] -= step * o->m[i] / (sqrtf(o->v[i]) / c2 + eps);
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        p[i] -= step * m[i] / (sqrtf(v[i]) / c2 + eps);
     }
 }
 
