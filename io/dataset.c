@@ -46,7 +46,6 @@ struct dl_dataset {
     size_t reqs_cap, pix_cap, lab_cap; /* in elements */
 };
 
-
 static void h5_close_space(hid_t *s)
 {
     if (*s >= 0)

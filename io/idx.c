@@ -25,7 +25,6 @@ typedef struct idx_file {
     uint32_t dims[3]; /* N, H, W for images; N for labels */
 } idx_file_t;
 
-
 /* ---- reading IDX ---------------------------------------------------------- */
 
 /* Read exactly len bytes; done_before/total only make the message precise. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages dltrain needs to build, run and test. Packages
-# already installed are not fetched again, so a machine that has them needs
-# no network. Run as root (or with sudo available).
+# Installs the Debian packages dltrain needs to build and run (and, with
+# --tests, to run the test suite). Packages already installed are not fetched
+# again, so a machine that has them needs no network. Run as root (or with
+# sudo available).
 set -euo pipefail
 
 packages=(
@@ -13,6 +14,11 @@ packages=(
     zlib1g-dev                         # gzip-compressed IDX files
     dataset-fashion-mnist              # the built-in default data
 )
+
+# The test suite also compares against PyTorch (Debian's CPU build).
+if [ "${1:-}" = "--tests" ]; then
+    packages+=(python3-torch python3-numpy python3-h5py)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

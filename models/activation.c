@@ -1,33 +1,37 @@
-/* Element-wise activation layer: y = f(x), same shape in and out.
- * The backward pass uses the output y, so no extra state is kept. */
+/* Element-wise activations: the [activation] layer, and the helpers any
+ * layer uses to apply one. Same shape in and out. */
 #include <math.h>
 
 #include "model.h"
+
+#define LEAKY_SLOPE 0.01f /* torch.nn.LeakyReLU's default */
 
 const char *dl_act_name(dl_act_t a)
 {
     switch (a) {
     case DL_ACT_RELU: return "relu";
+    case DL_ACT_LEAKY: return "leaky";
+    case DL_ACT_GELU: return "gelu";
     case DL_ACT_TANH: return "tanh";
     case DL_ACT_SIGMOID: return "sigmoid";
     default: return "none";
     }
 }
 
-static int64_t act_n_params(const dl_layer_t *l)
+void dl_act_forward(dl_act_t a, const float *restrict x, float *restrict y, int64_t len)
 {
-    return 0;
-}
-
-static void act_init(dl_layer_t *l, dl_rng_t *rng) {}
-
-static void act_forward(const dl_layer_t *l, const float *restrict x, float *restrict y, int n)
-{
-    int64_t len = (int64_t)n * l->in_size;
-    switch (l->spec.act) {
+    switch (a) {
     case DL_ACT_RELU:
         for (int64_t i = 0; i < len; i++)
             y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case DL_ACT_LEAKY:
+        for (int64_t i = 0; i < len; i++)
+            y[i] = x[i] > 0.0f ? x[i] : LEAKY_SLOPE * x[i];
+        break;
+    case DL_ACT_GELU: /* x * Phi(x), Phi the standard normal CDF */
+        for (int64_t i = 0; i < len; i++)
+            y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
         break;
     case DL_ACT_TANH:
         for (int64_t i = 0; i < len; i++)
@@ -43,16 +47,24 @@ static void act_forward(const dl_layer_t *l, const float *restrict x, float *res
     }
 }
 
-static void act_backward(const dl_layer_t *l, const float *x, const float *restrict y,
-                         const float *restrict dy, float *restrict dx, int n)
+void dl_act_backward(dl_act_t a, const float *restrict x, const float *restrict y,
+                     const float *restrict dy, float *restrict dx, int64_t len)
 {
-    if (!dx)
-        return;
-    int64_t len = (int64_t)n * l->in_size;
-    switch (l->spec.act) {
+    switch (a) {
     case DL_ACT_RELU:
         for (int64_t i = 0; i < len; i++)
             dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case DL_ACT_LEAKY:
+        for (int64_t i = 0; i < len; i++)
+            dx[i] = x[i] > 0.0f ? dy[i] : LEAKY_SLOPE * dy[i];
+        break;
+    case DL_ACT_GELU: /* Phi(x) + x * phi(x) */
+        for (int64_t i = 0; i < len; i++) {
+            float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));
+            float pdf = 0.39894228040143268f * expf(-0.5f * x[i] * x[i]);
+            dx[i] = dy[i] * (cdf + x[i] * pdf);
+        }
         break;
     case DL_ACT_TANH:
         for (int64_t i = 0; i < len; i++)
@@ -68,13 +80,41 @@ static void act_backward(const dl_layer_t *l, const float *x, const float *restr
     }
 }
 
-static int64_t act_flops(const dl_layer_t *l, int need_dx)
+static int act_setup(dl_layer_t *l, dl_err_t *err)
+{
+    l->out = l->in;
+    return 0;
+}
+
+static int64_t act_n_params(const dl_layer_t *l)
 {
     return 0;
 }
 
+static void act_init(dl_layer_t *l, dl_rng_t *rng) {}
+
+static int act_forward(dl_layer_t *l, const float *x, float *y, int n)
+{
+    dl_act_forward(l->spec.act, x, y, (int64_t)n * l->in_size);
+    return 0;
+}
+
+static int act_backward(dl_layer_t *l, const float *x, const float *y, const float *dy, float *dx,
+                        int n)
+{
+    if (dx)
+        dl_act_backward(l->spec.act, x, y, dy, dx, (int64_t)n * l->in_size);
+    return 0;
+}
+
+static int64_t act_flops(const dl_layer_t *l)
+{
+    return l->in_size;
+}
+
 const dl_layer_ops_t dl_activation_ops = {
     .name = "activation",
+    .setup = act_setup,
     .n_params = act_n_params,
     .init = act_init,
     .forward = act_forward,

@@ -1,38 +1,37 @@
 /* Dense (fully connected) layer: y = x W^T + b.
- * x: n x in, W: out x in (PyTorch layout), b: out, y: n x out. */
+ * x: n x in (any input shape, read as a flat vector), W: out x in (PyTorch
+ * layout), b: out, y: n x out. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "model.h"
 
+static int dense_setup(dl_layer_t *l, dl_err_t *err)
+{
+    if (l->spec.units < 1)
+        return DL_ERR(err, DL_EINPUT, "line %d: [dense] units must be at least 1", l->spec.line);
+    l->out = (dl_shape_t){l->spec.units, 1, 1};
+    return 0;
+}
+
 static int64_t dense_n_params(const dl_layer_t *l)
 {
     return l->in_size * l->out_size + (l->spec.bias ? l->out_size : 0);
 }
 
+/* Kaiming normal (He et al.: variance 2 / fan_in keeps ReLU activations'
+ * scale) or Xavier uniform (Glorot and Bengio: limit sqrt(6 / (fan_in +
+ * fan_out))). Shared with conv through dl_init_weights. */
 static void dense_init(dl_layer_t *l, dl_rng_t *rng)
 {
-    int64_t fan_in = l->in_size, fan_out = l->out_size, nw = fan_in * fan_out;
-    dl_init_t init = l->spec.init;
-    if (init == DL_INIT_AUTO)
-        init = l->spec.act == DL_ACT_RELU ? DL_INIT_KAIMING : DL_INIT_XAVIER;
-    if (init == DL_INIT_KAIMING) {
-        /* He et al.: normal with variance 2 / fan_in keeps ReLU activations' scale. */
-        double sd = sqrt(2.0 / (double)fan_in);
-        for (int64_t i = 0; i < nw; i++)
-            l->w[i] = (float)(sd * dl_rng_normal(rng));
-    } else {
-        /* Glorot and Bengio: uniform with limit sqrt(6 / (fan_in + fan_out)). */
-        double a = sqrt(6.0 / (double)(fan_in + fan_out));
-        for (int64_t i = 0; i < nw; i++)
-            l->w[i] = (float)(a * (2.0 * dl_rng_uniform(rng) - 1.0));
-    }
+    dl_init_weights(l->spec.init, l->spec.act, l->w, l->in_size * l->out_size, l->in_size,
+                    l->out_size, rng);
     if (l->b)
-        memset(l->b, 0, (size_t)fan_out * sizeof(float));
+        memset(l->b, 0, (size_t)l->out_size * sizeof(float));
 }
 
-static void dense_forward(const dl_layer_t *l, const float *x, float *y, int n)
+static int dense_forward(dl_layer_t *l, const float *x, float *y, int n)
 {
     int in = (int)l->in_size, out = (int)l->out_size;
     float beta = 0.0f;
@@ -43,10 +42,11 @@ static void dense_forward(const dl_layer_t *l, const float *x, float *y, int n)
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, l->w, in, beta, y,
                 out);
+    return 0;
 }
 
-static void dense_backward(const dl_layer_t *l, const float *x, const float *y, const float *dy,
-                           float *dx, int n)
+static int dense_backward(dl_layer_t *l, const float *x, const float *y, const float *dy, float *dx,
+                          int n)
 {
     int in = (int)l->in_size, out = (int)l->out_size;
     /* dW (out x in) = dy^T (out x n) . x (n x in) */
@@ -65,16 +65,17 @@ static void dense_backward(const dl_layer_t *l, const float *x, const float *y, 
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out, l->w, in,
                     0.0f, dx, in);
+    return 0;
 }
 
-static int64_t dense_flops(const dl_layer_t *l, int need_dx)
+static int64_t dense_flops(const dl_layer_t *l)
 {
-    int64_t mac = l->in_size * l->out_size;
-    return 2 * mac * (need_dx ? 3 : 2);
+    return 2 * l->in_size * l->out_size;
 }
 
 const dl_layer_ops_t dl_dense_ops = {
     .name = "dense",
+    .setup = dense_setup,
     .n_params = dense_n_params,
     .init = dense_init,
     .forward = dense_forward,

@@ -1,5 +1,6 @@
-/* A model: layers applied in order over one parameter buffer and one gradient
- * buffer; see model.h. */
+/* A model: layers applied in order over one parameter buffer, one gradient
+ * buffer and one state buffer; see model.h. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,20 +8,58 @@
 
 /* The one table of layer types. A new layer type adds its ops here. */
 static const dl_layer_ops_t *const layer_table[DL_LAYER_NTYPES] = {
-    [DL_LAYER_DENSE] = &dl_dense_ops,
-    [DL_LAYER_ACTIVATION] = &dl_activation_ops,
+    [DL_LAYER_DENSE] = &dl_dense_ops,     [DL_LAYER_ACTIVATION] = &dl_activation_ops,
+    [DL_LAYER_CONV] = &dl_conv_ops,       [DL_LAYER_MAXPOOL] = &dl_maxpool_ops,
+    [DL_LAYER_AVGPOOL] = &dl_avgpool_ops, [DL_LAYER_BATCHNORM] = &dl_batchnorm_ops,
+    [DL_LAYER_DROPOUT] = &dl_dropout_ops, [DL_LAYER_SHORTCUT] = &dl_shortcut_ops,
+    [DL_LAYER_FLATTEN] = &dl_flatten_ops,
 };
 
-/* Expand job-file specs into layers: a dense spec with an activation becomes
- * a dense layer followed by an activation layer. Returns the layer count. */
-static int expand_specs(const dl_layer_spec_t *specs, int n_specs, dl_layer_t *out)
+const char *dl_layer_type_name(dl_layer_type_t t)
+{
+    static const char *const names[DL_LAYER_NTYPES] = {
+        "dense",     "activation", "conv",     "maxpool", "avgpool",
+        "batchnorm", "dropout",    "shortcut", "flatten",
+    };
+    return t < DL_LAYER_NTYPES ? names[t] : "?";
+}
+
+void dl_init_weights(dl_init_t init, dl_act_t act, float *w, int64_t count, int64_t fan_in,
+                     int64_t fan_out, dl_rng_t *rng)
+{
+    if (init == DL_INIT_AUTO)
+        init = act == DL_ACT_RELU || act == DL_ACT_LEAKY || act == DL_ACT_GELU ? DL_INIT_KAIMING
+                                                                               : DL_INIT_XAVIER;
+    if (init == DL_INIT_KAIMING) {
+        double sd = sqrt(2.0 / (double)fan_in);
+        for (int64_t i = 0; i < count; i++)
+            w[i] = (float)(sd * dl_rng_normal(rng));
+    } else {
+        double a = sqrt(6.0 / (double)(fan_in + fan_out));
+        for (int64_t i = 0; i < count; i++)
+            w[i] = (float)(a * (2.0 * dl_rng_uniform(rng) - 1.0));
+    }
+}
+
+static int has_activation(const dl_layer_spec_t *s)
+{
+    return (s->type == DL_LAYER_DENSE || s->type == DL_LAYER_CONV ||
+            s->type == DL_LAYER_SHORTCUT) &&
+           s->act != DL_ACT_NONE;
+}
+
+/* Expand sections into layers: a section with an activation becomes the
+ * layer followed by an activation layer. Returns the layer count; fills
+ * out and section_layer when they are not NULL. */
+static int expand_specs(const dl_layer_spec_t *specs, int n_specs, dl_layer_t *out,
+                        int *section_layer)
 {
     int n = 0;
     for (int i = 0; i < n_specs; i++) {
         if (out)
             out[n] = (dl_layer_t){.ops = layer_table[specs[i].type], .spec = specs[i]};
         n++;
-        if (specs[i].type == DL_LAYER_DENSE && specs[i].act != DL_ACT_NONE) {
+        if (has_activation(&specs[i])) {
             if (out) {
                 dl_layer_spec_t a = {
                     .type = DL_LAYER_ACTIVATION, .act = specs[i].act, .line = specs[i].line};
@@ -28,94 +67,150 @@ static int expand_specs(const dl_layer_spec_t *specs, int n_specs, dl_layer_t *o
             }
             n++;
         }
+        if (section_layer)
+            section_layer[i] = n - 1;
     }
     return n;
 }
 
+static int64_t shape_size(dl_shape_t s)
+{
+    return (int64_t)s.c * s.h * s.w;
+}
+
+/* Walk the layers in order, each taking the previous one's output shape. */
 static int set_shapes(dl_model_t *m, dl_err_t *err)
 {
-    int64_t size = m->in_size;
+    dl_shape_t shape = m->in_shape;
     for (int i = 0; i < m->n_layers; i++) {
         dl_layer_t *l = &m->layers[i];
-        l->in_size = size;
-        if (l->spec.type == DL_LAYER_DENSE) {
-            if (l->spec.units < 1)
-                return DL_ERR(err, DL_EINPUT, "line %d: [dense] units must be at least 1",
+        l->index = i;
+        l->ctx = &m->ctx;
+        l->in = shape;
+        l->in_size = shape_size(shape);
+        if (l->spec.type == DL_LAYER_SHORTCUT) {
+            int from = l->spec.from;
+            if (from < 0 || from >= m->n_sections || m->section_layer[from] >= i)
+                return DL_ERR(err, DL_EINPUT,
+                              "line %d: [shortcut] from must name an earlier layer section",
                               l->spec.line);
-            l->out_size = l->spec.units;
-        } else {
-            l->out_size = size;
+            l->src = m->section_layer[from];
+            l->aux_in = m->layers[l->src].out;
         }
-        size = l->out_size;
+        int rc = l->ops->setup(l, err);
+        if (rc)
+            return rc;
+        l->out_size = shape_size(l->out);
+        if (l->out_size < 1)
+            return DL_ERR(err, DL_EINPUT, "line %d: [%s] has an empty output", l->spec.line,
+                          l->ops->name);
+        shape = l->out;
     }
-    m->out_size = size;
+    m->out_shape = shape;
+    m->out_size = shape_size(shape);
     return 0;
 }
 
-/* Point each layer's parameter and gradient views into the flat buffers. */
-static void assign_views(dl_model_t *m)
+/* Trailing parameters of a layer that form its bias-like vector b. */
+static int64_t bias_count(const dl_layer_t *l)
 {
-    int64_t off = 0;
-    for (int i = 0; i < m->n_layers; i++) {
-        dl_layer_t *l = &m->layers[i];
-        if (l->spec.type == DL_LAYER_DENSE) {
-            int64_t nw = l->in_size * l->out_size;
-            l->w = m->params + off;
-            l->dw = m->grads + off;
-            if (l->spec.bias) {
-                l->b = m->params + off + nw;
-                l->db = m->grads + off + nw;
-            }
-        }
-        off += l->ops->n_params(l);
+    switch (l->spec.type) {
+    case DL_LAYER_DENSE: return l->spec.bias ? l->out_size : 0;
+    case DL_LAYER_CONV: return l->spec.bias ? l->spec.filters : 0;
+    case DL_LAYER_BATCHNORM: return l->in.c; /* beta after gamma */
+    default: return 0;
     }
 }
 
-int dl_model_build(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, int64_t in_size,
+static int64_t n_state(const dl_layer_t *l)
+{
+    return l->ops->n_state ? l->ops->n_state(l) : 0;
+}
+
+/* Point each layer's parameter, gradient and state views into the buffers. */
+static void assign_views(dl_model_t *m)
+{
+    int64_t off = 0, soff = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        dl_layer_t *l = &m->layers[i];
+        int64_t np = l->ops->n_params(l), nb = bias_count(l);
+        if (np) {
+            l->w = m->params + off;
+            l->dw = m->grads + off;
+            l->b = nb ? l->w + (np - nb) : NULL;
+            l->db = nb ? l->dw + (np - nb) : NULL;
+        }
+        if (n_state(l))
+            l->state = m->state + soff;
+        off += np;
+        soff += n_state(l);
+    }
+}
+
+static int alloc_buffers(dl_model_t *m, dl_err_t *err)
+{
+    int64_t widest = m->in_size;
+    for (int i = 0; i < m->n_layers; i++) {
+        m->n_params += m->layers[i].ops->n_params(&m->layers[i]);
+        m->n_state += n_state(&m->layers[i]);
+        if (m->layers[i].out_size > widest)
+            widest = m->layers[i].out_size;
+    }
+    size_t nb = (size_t)m->max_batch;
+    m->params = dl_calloc((size_t)m->n_params, sizeof(float), err);
+    m->grads = dl_calloc((size_t)m->n_params, sizeof(float), err);
+    m->state = dl_calloc((size_t)m->n_state, sizeof(float), err);
+    m->acts = dl_calloc((size_t)m->n_layers + 1, sizeof(float *), err);
+    m->dacts = dl_calloc((size_t)m->n_layers + 1, sizeof(float *), err);
+    if (!m->params || !m->grads || !m->state || !m->acts || !m->dacts)
+        return DL_ENOMEM;
+    m->dacts[0] = dl_calloc(nb * (size_t)m->in_size, sizeof(float), err);
+    if (!m->dacts[0])
+        return DL_ENOMEM;
+    for (int i = 1; i <= m->n_layers; i++) {
+        size_t len = nb * (size_t)m->layers[i - 1].out_size;
+        m->acts[i] = dl_calloc(len, sizeof(float), err);
+        /* dacts[n_layers] is the caller's gradient of the output */
+        m->dacts[i] = i < m->n_layers ? dl_calloc(len, sizeof(float), err) : NULL;
+        if (!m->acts[i] || (i < m->n_layers && !m->dacts[i]))
+            return DL_ENOMEM;
+    }
+    for (int i = 0; i < m->n_layers; i++) {
+        dl_layer_t *l = &m->layers[i];
+        int rc = l->ops->alloc ? l->ops->alloc(l, m->max_batch, err) : 0;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int dl_model_build(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, dl_shape_t in,
                    int max_batch, dl_err_t *err)
 {
     memset(m, 0, sizeof *m);
     if (n_specs < 1)
-        return DL_ERR(err, DL_EINPUT, "the model has no layers; add at least one [dense] section");
-    m->in_size = in_size;
+        return DL_ERR(err, DL_EINPUT, "the model has no layers; add layer sections or a preset");
+    m->in_shape = in;
+    m->in_size = shape_size(in);
     m->max_batch = max_batch;
-    m->n_layers = expand_specs(specs, n_specs, NULL);
+    m->n_sections = n_specs;
+    m->n_layers = expand_specs(specs, n_specs, NULL, NULL);
     m->layers = dl_calloc((size_t)m->n_layers, sizeof *m->layers, err);
-    if (!m->layers)
-        return err->code;
-    expand_specs(specs, n_specs, m->layers);
+    m->section_layer = dl_calloc((size_t)n_specs, sizeof(int), err);
+    if (!m->layers || !m->section_layer) {
+        dl_model_free(m);
+        return DL_ENOMEM;
+    }
+    expand_specs(specs, n_specs, m->layers, m->section_layer);
     int rc = set_shapes(m, err);
-    if (rc)
-        goto fail;
-
-    int64_t widest = in_size;
-    for (int i = 0; i < m->n_layers; i++) {
-        m->n_params += m->layers[i].ops->n_params(&m->layers[i]);
-        if (m->layers[i].out_size > widest)
-            widest = m->layers[i].out_size;
-    }
-    rc = DL_ENOMEM;
-    m->params = dl_calloc((size_t)m->n_params, sizeof(float), err);
-    m->grads = dl_calloc((size_t)m->n_params, sizeof(float), err);
-    m->acts = dl_calloc((size_t)m->n_layers + 1, sizeof(float *), err);
-    if (!m->params || !m->grads || !m->acts)
-        goto fail;
-    for (int i = 1; i <= m->n_layers; i++) {
-        m->acts[i] =
-            dl_calloc((size_t)max_batch * (size_t)m->layers[i - 1].out_size, sizeof(float), err);
-        if (!m->acts[i])
-            goto fail;
-    }
-    for (int k = 0; k < 2; k++) {
-        m->dbuf[k] = dl_calloc((size_t)max_batch * (size_t)widest, sizeof(float), err);
-        if (!m->dbuf[k])
-            goto fail;
+    if (!rc)
+        rc = alloc_buffers(m, err);
+    if (rc) {
+        dl_model_free(m);
+        return rc;
     }
     assign_views(m);
     return 0;
-fail:
-    dl_model_free(m);
-    return rc;
 }
 
 void dl_model_init_params(dl_model_t *m, uint64_t seed)
@@ -128,30 +223,69 @@ void dl_model_init_params(dl_model_t *m, uint64_t seed)
     }
 }
 
-const float *dl_model_forward(dl_model_t *m, const float *x, int n)
+const float *dl_model_forward(dl_model_t *m, const float *x, int n, dl_err_t *err)
 {
     m->acts[0] = (float *)x; /* read only: layers never write their input */
-    for (int i = 0; i < m->n_layers; i++)
-        m->layers[i].ops->forward(&m->layers[i], m->acts[i], m->acts[i + 1], n);
+    for (int i = 0; i < m->n_layers; i++) {
+        dl_layer_t *l = &m->layers[i];
+        if (l->spec.type == DL_LAYER_SHORTCUT)
+            l->aux_x = m->acts[l->src + 1];
+        int rc = l->ops->forward(l, m->acts[i], m->acts[i + 1], n);
+        if (rc) {
+            DL_ERR(err, rc, "forward pass of layer %d (%s) failed", i + 1, l->ops->name);
+            return NULL;
+        }
+    }
     return m->acts[m->n_layers];
 }
 
-void dl_model_backward(dl_model_t *m, const float *dout, int n)
+/* A shortcut adds a layer's output a second time, so that output's gradient
+ * gets the shortcut's contribution (aux_dx) added once the output's own
+ * consumer, layer i, has written it. */
+static void add_shortcut_grads(dl_model_t *m, int i, int n)
 {
-    const float *dy = dout;
-    for (int i = m->n_layers - 1; i >= 0; i--) {
-        /* The first layer's input gradient is never used: skip computing it. */
-        float *dx = i > 0 ? m->dbuf[i & 1] : NULL;
-        m->layers[i].ops->backward(&m->layers[i], m->acts[i], m->acts[i + 1], dy, dx, n);
-        dy = dx;
+    for (int j = i; j < m->n_layers; j++) {
+        const dl_layer_t *s = &m->layers[j];
+        if (s->spec.type != DL_LAYER_SHORTCUT || s->src + 1 != i)
+            continue;
+        float *restrict d = m->dacts[i];
+        const float *restrict g = s->aux_dx;
+        int64_t len = (int64_t)n * m->layers[i - 1].out_size;
+        for (int64_t k = 0; k < len; k++)
+            d[k] += g[k];
     }
+}
+
+int dl_model_backward(dl_model_t *m, const float *dout, int n, dl_err_t *err)
+{
+    m->dacts[m->n_layers] = (float *)dout; /* read only */
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        dl_layer_t *l = &m->layers[i];
+        /* The first layer's input gradient is rarely wanted: skip it then. */
+        float *dx = i > 0 || m->input_grad ? m->dacts[i] : NULL;
+        int rc = l->ops->backward(l, m->acts[i], m->acts[i + 1], m->dacts[i + 1], dx, n);
+        if (rc)
+            return DL_ERR(err, rc, "backward pass of layer %d (%s) failed", i + 1, l->ops->name);
+        if (i > 0)
+            add_shortcut_grads(m, i, n);
+    }
+    m->dacts[m->n_layers] = NULL;
+    return 0;
+}
+
+int64_t dl_model_forward_flops(const dl_model_t *m)
+{
+    int64_t f = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        f += m->layers[i].ops->flops(&m->layers[i]);
+    return f;
 }
 
 int64_t dl_model_train_flops(const dl_model_t *m)
 {
     int64_t f = 0;
     for (int i = 0; i < m->n_layers; i++)
-        f += m->layers[i].ops->flops(&m->layers[i], i > 0);
+        f += m->layers[i].ops->flops(&m->layers[i]) * (i > 0 ? 3 : 2);
     return f;
 }
 
@@ -162,14 +296,21 @@ uint64_t dl_model_digest(const dl_model_t *m)
 
 void dl_model_free(dl_model_t *m)
 {
+    for (int i = 0; m->layers && i < m->n_layers; i++)
+        if (m->layers[i].ops && m->layers[i].ops->release)
+            m->layers[i].ops->release(&m->layers[i]);
     if (m->acts)
         for (int i = 1; i <= m->n_layers; i++)
             free(m->acts[i]);
+    if (m->dacts)
+        for (int i = 0; i < m->n_layers; i++)
+            free(m->dacts[i]);
     free(m->acts);
-    free(m->dbuf[0]);
-    free(m->dbuf[1]);
+    free(m->dacts);
     free(m->params);
     free(m->grads);
+    free(m->state);
     free(m->layers);
+    free(m->section_layer);
     memset(m, 0, sizeof *m);
 }

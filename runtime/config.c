@@ -7,6 +7,7 @@
  * section with no keys, so repeated layer sections become separate layers.
  * The reader also strips leading blanks so that an indented key is never
  * taken as the continuation of the previous value (inih's multi-line mode). */
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../models/presets.h"
 #include "config.h"
 
 typedef enum { K_INT, K_I32, K_FLOAT, K_BOOL, K_ENUM, K_STRING } key_kind_t;
@@ -31,7 +33,7 @@ typedef struct key_def {
 static const char *const device_names[] = {"cpu", "cuda", "auto", NULL};
 static const char *const optim_names[] = {"sgd", "adamw", NULL};
 static const char *const sched_names[] = {"constant", "step", "cosine", "linear", NULL};
-static const char *const act_names[] = {"none", "relu", "tanh", "sigmoid", NULL};
+static const char *const act_names[] = {"none", "relu", "leaky", "gelu", "tanh", "sigmoid", NULL};
 static const char *const init_names[] = {"auto", "kaiming", "xavier", NULL};
 static const char *const progress_names[] = {"auto", "bar", "lines", NULL};
 
@@ -63,9 +65,21 @@ static const key_def_t keys[] = {
      "mpirun, whose pseudo-terminal hides where output goes)"},
     {"train", "eval_every", K_INT, C(eval_every), "1", 0, BIG, NULL,
      "epochs between test evaluations (0 = only at the end)"},
+    {"train", "label_smoothing", K_FLOAT, C(label_smoothing), "0", 0, 0.999, NULL,
+     "softmax cross-entropy target: (1 - e) * onehot + e / classes"},
     {"data", "train", K_STRING, C(train_data), NULL, 0, 0, NULL,
      "training data: an HDF5 file, a comma-separated list or a glob of shards (required)"},
     {"data", "test", K_STRING, C(test_data), NULL, 0, 0, NULL, "test data, same forms (required)"},
+    {"data", "shuffle", K_BOOL, C(shuffle), "true", 0, 0, NULL,
+     "a new seeded order every epoch; false reads the samples in file order"},
+    {"data", "crop_padding", K_INT, C(crop_padding), "0", 0, 64, NULL,
+     "augmentation: random crop after zero-padding each side by this many pixels (0 = off)"},
+    {"data", "flip", K_BOOL, C(flip), "false", 0, 0, NULL,
+     "augmentation: random horizontal flip of half the training samples"},
+    {"model", "preset", K_ENUM, C(preset), "none", 0, 0, dl_preset_names,
+     "a named model instead of layer sections (docs/models.md): mlp, lenet, cnn2, cnn2bn, resnet8"},
+    {"model", "init_from", K_STRING, C(init_from), NULL, 0, 0, NULL,
+     "start from the parameters in this params.bin instead of the seeded initialisation"},
     {"optim", "type", K_ENUM, C(optim.type), "sgd", 0, 0, optim_names, "sgd or adamw"},
     {"optim", "lr", K_FLOAT, C(optim.lr), "0.01", 0, 1e3, NULL, "peak learning rate"},
     {"optim", "momentum", K_FLOAT, C(optim.momentum), "0", 0, 0.999999, NULL,
@@ -91,27 +105,91 @@ static const key_def_t keys[] = {
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 
 #define L(field) offsetof(dl_layer_spec_t, field)
-/* Keys of the layer sections; each section occurrence is one layer. */
+#define NAME_KEY(sec)                                                                              \
+    {                                                                                              \
+        sec, "name", K_STRING, L(name), NULL, 0, DL_NAME_MAX - 1, NULL,                            \
+            "a name for [shortcut] from = NAME (letters, digits, _ and -)"                         \
+    }
+#define ACT_KEY(sec, what)                                                                         \
+    {                                                                                              \
+        sec, "activation", K_ENUM, L(act), "none", 0, 0, act_names, "activation after the " what   \
+    }
+#define INIT_KEY(sec)                                                                              \
+    {                                                                                              \
+        sec, "init", K_ENUM, L(init), "auto", 0, 0, init_names,                                    \
+            "weights: auto (kaiming before relu, leaky or gelu, else xavier), kaiming or xavier"   \
+    }
+/* Keys of the layer sections; each section occurrence is one layer. A key
+ * with no default (NULL) is required in its section. */
 static const key_def_t layer_keys[] = {
+    NAME_KEY("dense"),
     {"dense", "units", K_I32, L(units), NULL, 1, 1 << 24, NULL, "output features (required)"},
-    {"dense", "activation", K_ENUM, L(act), "none", 0, 0, act_names,
-     "activation after the layer: none, relu, tanh or sigmoid"},
-    {"dense", "init", K_ENUM, L(init), "auto", 0, 0, init_names,
-     "weight initialisation: auto (kaiming before relu, else xavier), kaiming or xavier"},
+    ACT_KEY("dense", "layer"),
+    INIT_KEY("dense"),
     {"dense", "bias", K_BOOL, L(bias), "true", 0, 0, NULL, "learn a bias"},
+    NAME_KEY("conv"),
+    {"conv", "filters", K_I32, L(filters), NULL, 1, 1 << 16, NULL, "output channels (required)"},
+    {"conv", "size", K_I32, L(size), "3", 1, 64, NULL, "kernel height and width"},
+    {"conv", "stride", K_I32, L(stride), "1", 1, 64, NULL, "step between kernel positions"},
+    {"conv", "pad", K_I32, L(pad), "-1", -1, 64, NULL,
+     "zero padding on each side in pixels (-1 = size / 2, which keeps the size at stride 1)"},
+    {"conv", "groups", K_I32, L(groups), "1", 1, 1 << 16, NULL,
+     "channel groups; input channels and filters must divide by it"},
+    ACT_KEY("conv", "convolution"),
+    INIT_KEY("conv"),
+    {"conv", "bias", K_BOOL, L(bias), "true", 0, 0, NULL,
+     "learn a bias (false before a batchnorm, which has its own)"},
+    NAME_KEY("maxpool"),
+    {"maxpool", "size", K_I32, L(size), "2", 1, 64, NULL, "window height and width"},
+    {"maxpool", "stride", K_I32, L(stride), "0", 0, 64, NULL, "step between windows (0 = size)"},
+    {"maxpool", "pad", K_I32, L(pad), "0", 0, 32, NULL,
+     "padding on each side (never chosen as the maximum); at most size / 2"},
+    NAME_KEY("avgpool"),
+    {"avgpool", "size", K_I32, L(size), "0", 0, 64, NULL,
+     "window height and width (0 = global average over the whole map)"},
+    {"avgpool", "stride", K_I32, L(stride), "0", 0, 64, NULL, "step between windows (0 = size)"},
+    {"avgpool", "pad", K_I32, L(pad), "0", 0, 32, NULL,
+     "zero padding on each side, counted in the average"},
+    NAME_KEY("batchnorm"),
+    {"batchnorm", "momentum", K_FLOAT, L(momentum), "0.1", 0, 1, NULL,
+     "weight of the batch in the running statistics"},
+    {"batchnorm", "eps", K_FLOAT, L(eps), "1e-5", 1e-12, 1, NULL, "added to the variance"},
+    {"batchnorm", "sync", K_BOOL, L(sync), "false", 0, 0, NULL,
+     "statistics over the batch of all ranks (default: each rank's own samples)"},
+    NAME_KEY("activation"),
+    {"activation", "type", K_ENUM, L(act), NULL, 0, 0, act_names,
+     "relu, leaky, gelu, tanh, sigmoid or none (required)"},
+    NAME_KEY("dropout"),
+    {"dropout", "rate", K_FLOAT, L(rate), "0.5", 0, 0.999, NULL,
+     "probability of zeroing each element in training"},
+    NAME_KEY("shortcut"),
+    {"shortcut", "from", K_STRING, L(from_ref), NULL, 0, DL_NAME_MAX - 1, NULL,
+     "the layer section whose output is added: -k for k sections back, or its name (required)"},
+    ACT_KEY("shortcut", "sum"),
+    NAME_KEY("flatten"),
 };
 #define N_LAYER_KEYS ((int)(sizeof layer_keys / sizeof layer_keys[0]))
 
-static const char *const singleton_sections[] = {"train", "data", "optim", "schedule", NULL};
+static const char *const singleton_sections[] = {"train",    "data",  "optim",
+                                                 "schedule", "model", NULL};
 static const struct {
     const char *name;
     dl_layer_type_t type;
-} layer_sections[] = {{"dense", DL_LAYER_DENSE}};
+} layer_sections[] = {
+    {"dense", DL_LAYER_DENSE},         {"conv", DL_LAYER_CONV},
+    {"maxpool", DL_LAYER_MAXPOOL},     {"avgpool", DL_LAYER_AVGPOOL},
+    {"batchnorm", DL_LAYER_BATCHNORM}, {"activation", DL_LAYER_ACTIVATION},
+    {"dropout", DL_LAYER_DROPOUT},     {"shortcut", DL_LAYER_SHORTCUT},
+    {"flatten", DL_LAYER_FLATTEN},
+};
 #define N_LAYER_SECTIONS ((int)(sizeof layer_sections / sizeof layer_sections[0]))
-#define ACCEPTED_SECTIONS "[train], [data], [optim], [schedule] and layer sections [dense]"
+#define ACCEPTED_SECTIONS                                                                          \
+    "[train], [data], [optim], [schedule], [model] and layer sections [dense], [conv], "           \
+    "[maxpool], [avgpool], [batchnorm], [activation], [dropout], [shortcut], [flatten]"
 
 _Static_assert(sizeof(((dl_config_t *)0)->origin) / sizeof(int) >= N_KEYS,
                "dl_config_t.origin must have a slot per key");
+_Static_assert(N_LAYER_KEYS <= 64, "parse_state_t.layer_key_line needs a slot per layer key");
 
 /* ---- parsing state --------------------------------------------------- */
 
@@ -122,7 +200,7 @@ typedef struct parse_state {
     int line;         /* line number of the line last handed to inih */
     int section_kind; /* 0 none yet, 1 singleton, 2 layer */
     int section_line[8];
-    int layer_key_line[DL_MAX_LAYERS][8];
+    int layer_key_line[DL_MAX_LAYERS][64];
     int failed;
 } parse_state_t;
 
@@ -155,6 +233,14 @@ static int layer_section_index(const char *name)
         if (strcmp(layer_sections[i].name, name) == 0)
             return i;
     return -1;
+}
+
+static const char *layer_section_name(dl_layer_type_t t)
+{
+    for (int i = 0; i < N_LAYER_SECTIONS; i++)
+        if (layer_sections[i].type == t)
+            return layer_sections[i].name;
+    return "?";
 }
 
 /* Levenshtein distance, for "did you mean" hints on misspelt names. */
@@ -285,21 +371,23 @@ static int set_value(parse_state_t *st, const key_def_t *k, void *base, const ch
     case K_STRING:
         if (value[0] == '\0')
             return fail(st, "%s: [%s] %s is empty; give a value", at, k->section, k->name);
-        if (strlen(value) >= DL_PATH_MAX)
+        if (strlen(value) > (k->max > 0 ? (size_t)k->max : DL_PATH_MAX - 1))
             return fail(st, "%s: [%s] %s is longer than %d characters", at, k->section, k->name,
-                        DL_PATH_MAX - 1);
+                        k->max > 0 ? (int)k->max : DL_PATH_MAX - 1);
         strcpy(field, value);
         return 1;
     }
     return fail(st, "internal error: key kind %d", (int)k->kind);
 }
 
-static void set_defaults(parse_state_t *st, const key_def_t *defs, int n, void *base)
+/* Defaults of the keys of one section (or of all, when section is NULL). */
+static void set_defaults(parse_state_t *st, const key_def_t *defs, int n, const char *section,
+                         void *base)
 {
     int saved = st->line;
     st->line = 0;
     for (int i = 0; i < n; i++)
-        if (defs[i].def)
+        if (defs[i].def && (!section || !strcmp(section, defs[i].section)))
             set_value(st, &defs[i], base, defs[i].def);
     st->line = saved;
 }
@@ -330,7 +418,7 @@ static void begin_section(parse_state_t *st, const char *name)
         memset(l, 0, sizeof *l);
         l->type = layer_sections[ls].type;
         l->line = st->line;
-        set_defaults(st, layer_keys, N_LAYER_KEYS, l);
+        set_defaults(st, layer_keys, N_LAYER_KEYS, name, l);
         st->section_kind = 2;
         return;
     }
@@ -462,6 +550,95 @@ static int apply_override(parse_state_t *st, const char *arg)
     return apply(st, section, name, eq + 1);
 }
 
+/* Required layer keys: those without a default, not given in the section. */
+static int check_layer_keys(parse_state_t *st, int li)
+{
+    const dl_layer_spec_t *l = &st->cfg->layers[li];
+    const char *section = layer_section_name(l->type);
+    for (int k = 0; k < N_LAYER_KEYS; k++)
+        if (!layer_keys[k].def && strcmp(layer_keys[k].name, "name") != 0 &&
+            !strcmp(layer_keys[k].section, section) && !st->layer_key_line[li][k])
+            return !fail(st, "%s:%d: [%s] needs %s (%s)", st->cfg->path, l->line, section,
+                         layer_keys[k].name, layer_keys[k].help);
+    return 0;
+}
+
+/* [shortcut] from: -k (k sections back) or the name of an earlier section. */
+static int resolve_from(parse_state_t *st, int li)
+{
+    dl_config_t *cfg = st->cfg;
+    dl_layer_spec_t *l = &cfg->layers[li];
+    char *end = NULL;
+    long k = strtol(l->from_ref, &end, 10);
+    if (end != l->from_ref && *end == '\0') {
+        if (k >= 0 || li + k < 0)
+            return !fail(st,
+                         "%s:%d: [shortcut] from = %s; accepted: -1 to -%d (sections back) or "
+                         "the name of an earlier section",
+                         cfg->path, l->line, l->from_ref, li);
+        l->from = (int)(li + k);
+        return 0;
+    }
+    for (int j = 0; j < li; j++)
+        if (!strcmp(cfg->layers[j].name, l->from_ref)) {
+            l->from = j;
+            return 0;
+        }
+    return !fail(st,
+                 "%s:%d: [shortcut] from = %s names no earlier layer section; accepted: -k "
+                 "or the name of an earlier section",
+                 cfg->path, l->line, l->from_ref);
+}
+
+/* Fill defaults that depend on other keys, and check names and references. */
+static int resolve_layer(parse_state_t *st, int li)
+{
+    dl_config_t *cfg = st->cfg;
+    dl_layer_spec_t *l = &cfg->layers[li];
+    if (check_layer_keys(st, li))
+        return 1;
+    if (l->type == DL_LAYER_CONV && l->pad < 0)
+        l->pad = l->size / 2;
+    if ((l->type == DL_LAYER_MAXPOOL || l->type == DL_LAYER_AVGPOOL) && l->stride == 0)
+        l->stride = l->size ? l->size : 1;
+    if (l->type == DL_LAYER_SHORTCUT && resolve_from(st, li))
+        return 1;
+    for (const char *c = l->name; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-')
+            return !fail(st, "%s:%d: name = %s; accepted: letters, digits, _ and -", cfg->path,
+                         l->line, l->name);
+    for (int j = 0; l->name[0] && j < li; j++)
+        if (!strcmp(cfg->layers[j].name, l->name))
+            return !fail(st, "%s:%d: name = %s is already the name of the section at line %d",
+                         cfg->path, l->line, l->name, cfg->layers[j].line);
+    return 0;
+}
+
+/* The model: layer sections, or a preset, not both. */
+static int resolve_model(parse_state_t *st)
+{
+    dl_config_t *cfg = st->cfg;
+    if (cfg->preset) {
+        if (cfg->n_layers)
+            return !fail(st,
+                         "%s: [model] preset = %s and layer sections (the first at line %d) "
+                         "both describe the model; use one of them",
+                         cfg->path, dl_preset_names[cfg->preset], cfg->layers[0].line);
+        cfg->n_layers = dl_preset_specs(cfg->preset, cfg->layers, DL_MAX_LAYERS);
+        return cfg->n_layers < 0 ? !fail(st, "internal error: preset too large") : 0;
+    }
+    if (cfg->n_layers == 0)
+        return !fail(st,
+                     "%s: no layer sections; describe the model with layer sections such as "
+                     "[conv] and [dense], the last a [dense] with one unit per class, or set "
+                     "[model] preset",
+                     cfg->path);
+    for (int i = 0; i < cfg->n_layers; i++)
+        if (resolve_layer(st, i))
+            return 1;
+    return 0;
+}
+
 /* Checks across keys, after the file and the overrides. */
 static void check_required(parse_state_t *st)
 {
@@ -489,19 +666,8 @@ static void check_required(parse_state_t *st)
     }
     if (!cfg->batch_size && !cfg->global_batch_size)
         cfg->batch_size = 64;
-    if (cfg->n_layers == 0) {
-        fail(st,
-             "%s: no layer sections; describe the model with [dense] sections, the last one "
-             "with one unit per class",
-             cfg->path);
+    if (resolve_model(st))
         return;
-    }
-    for (int i = 0; i < cfg->n_layers; i++)
-        if (cfg->layers[i].type == DL_LAYER_DENSE && cfg->layers[i].units == 0) {
-            fail(st, "%s:%d: [dense] needs units (the number of output features)", cfg->path,
-                 cfg->layers[i].line);
-            return;
-        }
     if (cfg->optim.nesterov && cfg->optim.momentum <= 0.0)
         fail(st, "%s: [optim] nesterov = true needs momentum > 0", cfg->path);
 }
@@ -517,7 +683,7 @@ int dl_config_parse(dl_config_t *cfg, const char *path, const char *text, int n_
     st->cfg = cfg;
     st->err = err;
     st->text = text;
-    set_defaults(st, keys, N_KEYS, cfg);
+    set_defaults(st, keys, N_KEYS, NULL, cfg);
     int rc = ini_parse_stream(read_line, st, on_key, st);
     if (rc < 0 && !st->failed)
         fail(st, "%s: out of memory while parsing", path);
@@ -587,34 +753,62 @@ static void format_value(const key_def_t *k, const void *base, char *out, size_t
     }
 }
 
+/* One key = value line; an unset string is printed as a comment, so the
+ * output parses back to the same configuration. */
+static void print_key(FILE *f, const key_def_t *k, const void *base, int origin, int with_origin)
+{
+    char value[DL_PATH_MAX + 8];
+    format_value(k, base, value, sizeof value);
+    const char *lead = k->kind == K_STRING && !value[0] ? "; " : "";
+    if (!with_origin) {
+        fprintf(f, "%s%s = %s\n", lead, k->name, value);
+        return;
+    }
+    char from[32];
+    if (origin > 0)
+        snprintf(from, sizeof from, "line %d", origin);
+    else
+        snprintf(from, sizeof from, "%s", origin < 0 ? "command line" : "default");
+    fprintf(f, "%s%-18s = %-20s ; %s\n", lead, k->name, value, from);
+}
+
 static void print_config(const dl_config_t *cfg, FILE *f, int with_origin)
 {
     const char *section = "";
-    char value[DL_PATH_MAX + 8];
     for (int i = 0; i < N_KEYS; i++) {
         if (strcmp(section, keys[i].section) != 0) {
             section = keys[i].section;
             fprintf(f, "%s[%s]\n", i ? "\n" : "", section);
         }
-        format_value(&keys[i], cfg, value, sizeof value);
-        if (!with_origin)
-            fprintf(f, "%s = %s\n", keys[i].name, value);
-        else if (cfg->origin[i] > 0)
-            fprintf(f, "%-18s = %-20s ; line %d\n", keys[i].name, value, cfg->origin[i]);
-        else
-            fprintf(f, "%-18s = %-20s ; %s\n", keys[i].name, value,
-                    cfg->origin[i] < 0 ? "command line" : "default");
+        print_key(f, &keys[i], cfg, cfg->origin[i], with_origin);
     }
+    /* A preset's layers are implied by its name: shown as comments. */
+    const char *lead = cfg->preset ? "; " : "";
+    if (cfg->preset)
+        fprintf(f, "\n; the layers of preset %s:\n", dl_preset_names[cfg->preset]);
     for (int l = 0; l < cfg->n_layers; l++) {
         const dl_layer_spec_t *ls = &cfg->layers[l];
-        fprintf(f, "\n[%s]", layer_sections[0].name);
-        if (with_origin)
-            fprintf(f, "%*s ; line %d", 33, "", ls->line);
-        fprintf(f, "\n");
+        const char *name = layer_section_name(ls->type);
+        fprintf(f, "%s%s[%s]", cfg->preset ? "" : "\n", lead, name);
+        if (with_origin && ls->line)
+            fprintf(f, " ; line %d", ls->line);
+        if (cfg->preset && ls->type == DL_LAYER_SHORTCUT)
+            fprintf(f, " from = section %d", ls->from + 1);
+        fprintf(f, cfg->preset ? " " : "\n");
         for (int i = 0; i < N_LAYER_KEYS; i++) {
-            format_value(&layer_keys[i], ls, value, sizeof value);
-            fprintf(f, "%s = %s\n", layer_keys[i].name, value);
+            if (strcmp(layer_keys[i].section, name) != 0)
+                continue;
+            if (cfg->preset) {
+                char value[DL_PATH_MAX + 8];
+                format_value(&layer_keys[i], ls, value, sizeof value);
+                if (value[0] && strcmp(layer_keys[i].name, "from") != 0)
+                    fprintf(f, " %s=%s", layer_keys[i].name, value);
+            } else {
+                print_key(f, &layer_keys[i], ls, 0, 0);
+            }
         }
+        if (cfg->preset)
+            fprintf(f, "\n");
     }
 }
 

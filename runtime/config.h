@@ -42,8 +42,15 @@ typedef struct dl_config {
     int64_t seed, threads, log_every, eval_every;
     int progress; /* dl_progress_t */
     char run_dir[DL_PATH_MAX];
+    double label_smoothing;
     /* [data] */
     char train_data[DL_PATH_MAX], test_data[DL_PATH_MAX];
+    int shuffle;          /* a seeded permutation per epoch (else file order) */
+    int64_t crop_padding; /* augmentation: random crop after this much zero padding (0 = off) */
+    int flip;             /* augmentation: random horizontal flips */
+    /* [model] */
+    int preset; /* index into dl_preset_names; 0 = none (layer sections) */
+    char init_from[DL_PATH_MAX];
     /* [optim], [schedule] */
     dl_optim_cfg_t optim;
     dl_sched_cfg_t sched;

@@ -70,11 +70,13 @@ static int run_check(const char *path, int n_over, char **over)
         printf("; resolved configuration of %s\n", path);
         dl_config_print(cfg, stdout);
         printf("\n");
-        dl_plan_print(cfg, &plan, stdout);
-        printf("; ok\n");
-    } else {
-        dl_err_print("dltrain", &err);
+        rc = dl_plan_print(cfg, &plan, stdout, &err);
+        dl_plan_free(&plan);
     }
+    if (!rc)
+        printf("; ok\n");
+    else
+        dl_err_print("dltrain", &err);
     free(text);
     free(cfg);
     return dl_err_exit_status(rc);

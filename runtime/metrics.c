@@ -1,6 +1,5 @@
 /* Progress display and metric files; see metrics.h. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,39 +134,4 @@ void dl_metrics_close(dl_metrics_t *m)
     if (m->eval_csv)
         fclose(m->eval_csv);
     memset(m, 0, sizeof *m);
-}
-
-int dl_write_file_atomic(const char *path, const void *data, size_t len, dl_err_t *err)
-{
-    char tmp[DL_PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        return DL_ERR(err, DL_EIO, "cannot write %s: %s", tmp, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return DL_ERR(err, DL_EIO, "writing %s failed: %s", tmp, strerror(e));
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return DL_ERR(err, DL_EIO, "flushing %s failed: %s", tmp, strerror(e));
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return DL_ERR(err, DL_EIO, "renaming %s to %s failed: %s", tmp, path, strerror(e));
-    }
-    return 0;
 }

@@ -1,6 +1,6 @@
 /* What rank 0 shows and records: progress lines (a live bar on a terminal),
- * metrics.csv (one row per logged step), eval.csv (one row per evaluation),
- * and files written atomically (summary.json, params.bin). */
+ * metrics.csv (one row per logged step) and eval.csv (one row per
+ * evaluation). Whole files are written atomically with io/params.h. */
 #ifndef DL_METRICS_H
 #define DL_METRICS_H
 
@@ -33,8 +33,4 @@ void dl_metrics_close(dl_metrics_t *m);
 
 /* Create a directory and its parents (like mkdir -p). */
 int dl_mkdirs(const char *path, dl_err_t *err);
-/* Write bytes to path through path.tmp, fsync and rename, so readers see the
- * old file or the new one, never a partial one. */
-int dl_write_file_atomic(const char *path, const void *data, size_t len, dl_err_t *err);
-
 #endif

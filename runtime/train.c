@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "../io/augment.h"
+#include "../io/params.h"
 #include "metrics.h"
 #include "optim.h"
 #include "train.h"
@@ -25,115 +27,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* ---- the plan: checks before any work ---------------------------------- */
-
-static int check_data_fit(const dl_config_t *cfg, const dl_plan_t *p, dl_err_t *err)
-{
-    const dl_dataset_info_t *a = &p->train, *b = &p->test;
-    if (a->c != b->c || a->h != b->h || a->w != b->w)
-        return DL_ERR(err, DL_EINPUT,
-                      "%s: test images are %d x %d x %d but training images (%s) are %d x %d x "
-                      "%d; both must have the same shape",
-                      cfg->test_data, b->c, b->h, b->w, cfg->train_data, a->c, a->h, a->w);
-    if (b->num_classes > a->num_classes)
-        return DL_ERR(err, DL_EINPUT, "%s: test data has %d classes but training data (%s) has %d",
-                      cfg->test_data, b->num_classes, cfg->train_data, a->num_classes);
-    const dl_layer_spec_t *last = &cfg->layers[cfg->n_layers - 1];
-    if (last->type != DL_LAYER_DENSE || last->units != a->num_classes)
-        return DL_ERR(err, DL_EINPUT,
-                      "%s:%d: the last [dense] has %d units but %s has %d classes; the last layer "
-                      "feeds softmax cross-entropy and needs one unit per class",
-                      cfg->path, last->line, last->units, cfg->train_data, a->num_classes);
-    if (last->act != DL_ACT_NONE)
-        return DL_ERR(err, DL_EINPUT,
-                      "%s:%d: the last [dense] has activation = %s; it feeds softmax "
-                      "cross-entropy, so its activation must be none",
-                      cfg->path, last->line, dl_act_name(last->act));
-    return 0;
-}
-
-static int plan_batches(const dl_config_t *cfg, dl_plan_t *p, dl_err_t *err)
-{
-    if (cfg->global_batch_size) {
-        if (cfg->global_batch_size % p->world != 0)
-            return DL_ERR(err, DL_EINPUT,
-                          "%s: [train] global_batch_size = %lld does not divide among %d ranks; "
-                          "use a multiple of %d or set batch_size (per rank) instead",
-                          cfg->path, (long long)cfg->global_batch_size, p->world, p->world);
-        p->global_batch = cfg->global_batch_size;
-        p->batch = cfg->global_batch_size / p->world;
-    } else {
-        p->batch = cfg->batch_size;
-        p->global_batch = cfg->batch_size * p->world;
-    }
-    if (p->global_batch > p->train.n)
-        return DL_ERR(err, DL_EINPUT,
-                      "%s: the global batch (%lld samples over %d ranks) is larger than the "
-                      "training set (%lld samples in %s)",
-                      cfg->path, (long long)p->global_batch, p->world, (long long)p->train.n,
-                      cfg->train_data);
-    /* The last partial global batch of an epoch is dropped, so every rank
-     * takes the same number of equal steps. */
-    p->steps_per_epoch = p->train.n / p->global_batch;
-    int64_t by_epochs = cfg->epochs ? cfg->epochs * p->steps_per_epoch : INT64_MAX;
-    int64_t by_steps = cfg->max_steps ? cfg->max_steps : INT64_MAX;
-    p->total_steps = by_epochs < by_steps ? by_epochs : by_steps;
-    return 0;
-}
-
-int dl_plan_make(const dl_config_t *cfg, int world, dl_plan_t *plan, dl_dataset_t **train_out,
-                 dl_dataset_t **test_out, dl_err_t *err)
-{
-    memset(plan, 0, sizeof *plan);
-    plan->world = world;
-    dl_dataset_t *train = NULL, *test = NULL;
-    int rc = dl_dataset_open(cfg->train_data, &train, err);
-    if (!rc)
-        rc = dl_dataset_open(cfg->test_data, &test, err);
-    if (!rc) {
-        plan->train = *dl_dataset_info(train);
-        plan->test = *dl_dataset_info(test);
-        plan->in_size = (int64_t)plan->train.c * plan->train.h * plan->train.w;
-        rc = check_data_fit(cfg, plan, err);
-    }
-    if (!rc)
-        rc = plan_batches(cfg, plan, err);
-    if (!rc) {
-        dl_model_t m;
-        rc = dl_model_build(&m, cfg->layers, cfg->n_layers, plan->in_size, 1, err);
-        if (!rc) {
-            plan->n_params = m.n_params;
-            plan->train_flops = dl_model_train_flops(&m);
-            dl_model_free(&m);
-        }
-    }
-    if (rc || !train_out)
-        dl_dataset_close(train);
-    else
-        *train_out = train;
-    if (rc || !test_out)
-        dl_dataset_close(test);
-    else
-        *test_out = test;
-    return rc;
-}
-
-void dl_plan_print(const dl_config_t *cfg, const dl_plan_t *p, FILE *f)
-{
-    fprintf(f, "; training data: %s: %lld samples of %d x %d x %d, %d classes, %d file(s)\n",
-            cfg->train_data, (long long)p->train.n, p->train.c, p->train.h, p->train.w,
-            p->train.num_classes, p->train.n_files);
-    fprintf(f, "; test data:     %s: %lld samples, %d file(s)\n", cfg->test_data,
-            (long long)p->test.n, p->test.n_files);
-    fprintf(f, "; ranks %d, batch %lld per rank, global batch %lld\n", p->world,
-            (long long)p->batch, (long long)p->global_batch);
-    fprintf(f, "; %lld steps per epoch (%lld samples dropped per epoch), %lld steps in all\n",
-            (long long)p->steps_per_epoch, (long long)(p->train.n % p->global_batch),
-            (long long)p->total_steps);
-    fprintf(f, "; model: %lld parameters, %.3f MFLOP per training sample\n", (long long)p->n_params,
-            (double)p->train_flops * 1e-6);
 }
 
 /* ---- agreement across ranks ---------------------------------------------- */
@@ -170,21 +63,54 @@ typedef struct trainer {
     dl_dataset_t *train, *test;
     dl_model_t model;
     dl_optim_t opt;
+    dl_augment_t aug;
     int64_t *perm, *idx;
-    float *x, *dlogits;
+    float *x, *dlogits, *aug_scratch, *pad_value;
     int32_t *y;
     int max_batch;
     dl_metrics_t metrics;
 } trainer_t;
 
+/* The model's only collective (synchronised batch norm), in the shape
+ * models/ asks for. */
+static int model_allreduce(void *comm, float *buf, int64_t n)
+{
+    dl_err_t err = {0};
+    return dl_comm_allreduce_sum_f32(comm, buf, n, &err);
+}
+
+static int setup_augment(trainer_t *t, dl_err_t *err)
+{
+    const dl_plan_t *p = &t->plan;
+    int pad = (int)t->cfg->crop_padding;
+    t->aug = (dl_augment_t){.c = p->train.c,
+                            .h = p->train.h,
+                            .w = p->train.w,
+                            .crop_padding = pad,
+                            .flip = t->cfg->flip,
+                            .seed = (uint64_t)t->cfg->seed};
+    t->pad_value = dl_calloc((size_t)p->train.c, sizeof(float), err);
+    t->aug_scratch = dl_calloc((size_t)(p->train.h + 2 * pad) * (size_t)(p->train.w + 2 * pad),
+                               sizeof(float), err);
+    if (!t->pad_value || !t->aug_scratch)
+        return DL_ENOMEM;
+    for (int c = 0; c < p->train.c; c++) /* a black pixel, normalised */
+        t->pad_value[c] = (float)(-p->train.mean[c] / p->train.std[c]);
+    t->aug.pad_value = t->pad_value;
+    return 0;
+}
+
 static int alloc_buffers(trainer_t *t, dl_err_t *err)
 {
     const dl_plan_t *p = &t->plan;
     t->max_batch = (int)(p->batch > EVAL_CHUNK ? p->batch : EVAL_CHUNK);
-    int rc =
-        dl_model_build(&t->model, t->cfg->layers, t->cfg->n_layers, p->in_size, t->max_batch, err);
+    int rc = dl_model_build(&t->model, p->specs, p->n_specs, p->in_shape, t->max_batch, err);
     if (rc)
         return rc;
+    t->model.ctx = (dl_model_ctx_t){.seed = (uint64_t)t->cfg->seed,
+                                    .rank = t->rank,
+                                    .allreduce_sum = t->world > 1 ? model_allreduce : NULL,
+                                    .comm = t->comm};
     rc = dl_optim_init(&t->opt, &t->cfg->optim, t->model.n_params, err);
     if (rc)
         return rc;
@@ -195,31 +121,58 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
     t->dlogits = dl_calloc((size_t)p->batch * (size_t)p->train.num_classes, sizeof(float), err);
     if (!t->perm || !t->idx || !t->x || !t->y || !t->dlogits)
         return DL_ENOMEM;
-    return 0;
+    return setup_augment(t, err);
 }
 
 static void free_trainer(trainer_t *t)
 {
     dl_model_free(&t->model);
     dl_optim_free(&t->opt);
+    dl_plan_free(&t->plan);
     free(t->perm);
     free(t->idx);
     free(t->x);
     free(t->y);
     free(t->dlogits);
+    free(t->aug_scratch);
+    free(t->pad_value);
     dl_dataset_close(t->train);
     dl_dataset_close(t->test);
     if (t->rank == 0)
         dl_metrics_close(&t->metrics);
 }
 
-/* Same initial parameters everywhere: rank 0 initialises, then broadcasts. */
+/* Same initial parameters and state everywhere: rank 0 initialises (or
+ * loads [model] init_from), then broadcasts. */
 static int init_params(trainer_t *t, dl_err_t *err)
 {
-    if (t->rank == 0)
-        dl_model_init_params(&t->model, (uint64_t)t->cfg->seed);
-    return dl_comm_broadcast(t->comm, t->model.params, t->model.n_params * (int64_t)sizeof(float),
-                             0, err);
+    dl_model_t *m = &t->model;
+    int rc = 0;
+    if (t->rank == 0) {
+        dl_model_init_params(m, (uint64_t)t->cfg->seed);
+        if (t->cfg->init_from[0])
+            rc = dl_params_read(t->cfg->init_from, m->params, m->n_params, m->state, m->n_state,
+                                err);
+    }
+    rc = agree(t->comm, rc, err);
+    if (!rc)
+        rc = dl_comm_broadcast(t->comm, m->params, m->n_params * (int64_t)sizeof(float), 0, err);
+    if (!rc && m->n_state)
+        rc = dl_comm_broadcast(t->comm, m->state, m->n_state * (int64_t)sizeof(float), 0, err);
+    return rc;
+}
+
+/* Ranks that normalise with their own batches' statistics end with
+ * different running statistics: evaluate (and save) with their average. */
+static int average_state(trainer_t *t, dl_err_t *err)
+{
+    dl_model_t *m = &t->model;
+    if (t->world == 1 || m->n_state == 0)
+        return 0;
+    int rc = dl_comm_allreduce_sum_f32(t->comm, m->state, m->n_state, err);
+    for (int64_t i = 0; !rc && i < m->n_state; i++)
+        m->state[i] /= (float)t->world;
+    return rc;
 }
 
 /* Test loss and accuracy over the whole test set, split across ranks. */
@@ -229,7 +182,8 @@ static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
     int64_t lo = n * t->rank / t->world, hi = n * (t->rank + 1) / t->world;
     int k = t->plan.train.num_classes;
     double sums[3] = {0, 0, 0}; /* loss, correct, samples */
-    int rc = 0;
+    int rc = average_state(t, err);
+    t->model.ctx.training = 0;
     for (int64_t i = lo; i < hi && !rc; i += t->max_batch) {
         int nb = (int)(hi - i < t->max_batch ? hi - i : t->max_batch);
         for (int j = 0; j < nb; j++)
@@ -237,9 +191,14 @@ static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
         rc = dl_dataset_read(t->test, t->idx, nb, t->x, t->y, err);
         if (rc)
             break;
-        const float *logits = dl_model_forward(&t->model, t->x, nb);
+        const float *logits = dl_model_forward(&t->model, t->x, nb, err);
+        if (!logits) {
+            rc = err->code;
+            break;
+        }
         int64_t correct = 0;
-        sums[0] += dl_softmax_xent(logits, t->y, nb, k, 0.0f, NULL, &correct);
+        sums[0] += dl_softmax_xent(logits, t->y, nb, k, (float)t->cfg->label_smoothing, 0.0f, NULL,
+                                   &correct);
         sums[1] += (double)correct;
         sums[2] += nb;
     }
@@ -258,30 +217,39 @@ static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
 static int train_step(trainer_t *t, int64_t step, double lr, double *acc, dl_err_t *err)
 {
     const dl_plan_t *p = &t->plan;
-    int64_t in_epoch = step % p->steps_per_epoch;
+    int64_t in_epoch = step % p->steps_per_epoch, epoch = step / p->steps_per_epoch;
     if (in_epoch == 0) {
         dl_rng_t rng;
-        dl_rng_seed(&rng, (uint64_t)t->cfg->seed,
-                    SHUFFLE_STREAM + (uint64_t)(step / p->steps_per_epoch));
-        dl_rng_permutation(&rng, t->perm, p->train.n);
+        dl_rng_seed(&rng, (uint64_t)t->cfg->seed, SHUFFLE_STREAM + (uint64_t)epoch);
+        if (t->cfg->shuffle)
+            dl_rng_permutation(&rng, t->perm, p->train.n);
+        else
+            for (int64_t i = 0; i < p->train.n; i++)
+                t->perm[i] = i;
     }
     int b = (int)p->batch;
-    const int64_t *mine = t->perm + in_epoch * p->global_batch + (int64_t)t->rank * b;
-    int rc = dl_dataset_read(t->train, mine, b, t->x, t->y, err);
+    int64_t pos = in_epoch * p->global_batch + (int64_t)t->rank * b;
+    int rc = dl_dataset_read(t->train, t->perm + pos, b, t->x, t->y, err);
     rc = agree(t->comm, rc, err);
     if (rc)
         return rc;
-    int k = p->train.num_classes;
-    const float *logits = dl_model_forward(&t->model, t->x, b);
+    dl_augment_batch(&t->aug, t->x, b, epoch, pos, t->aug_scratch);
+    dl_model_t *m = &t->model;
+    m->ctx.training = 1;
+    m->ctx.step = (uint64_t)step;
+    const float *logits = dl_model_forward(m, t->x, b, err);
+    if (!logits)
+        return err->code;
     int64_t correct = 0;
-    acc[0] +=
-        dl_softmax_xent(logits, t->y, b, k, 1.0f / (float)p->global_batch, t->dlogits, &correct);
+    acc[0] += dl_softmax_xent(logits, t->y, b, p->train.num_classes, (float)t->cfg->label_smoothing,
+                              1.0f / (float)p->global_batch, t->dlogits, &correct);
     acc[1] += (double)correct;
-    dl_model_backward(&t->model, t->dlogits, b);
-    rc = dl_comm_allreduce_sum_f32(t->comm, t->model.grads, t->model.n_params, err);
+    rc = dl_model_backward(m, t->dlogits, b, err);
+    if (!rc)
+        rc = dl_comm_allreduce_sum_f32(t->comm, m->grads, m->n_params, err);
     if (rc)
         return rc;
-    dl_optim_step(&t->opt, t->model.params, t->model.grads, lr);
+    dl_optim_step(&t->opt, m->params, m->grads, lr);
     return 0;
 }
 
@@ -294,22 +262,9 @@ static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
     const dl_config_t *cfg = t->cfg;
     const dl_plan_t *p = &t->plan;
     char path[DL_PATH_MAX + 32];
-
-    /* Final parameters: magic, version, count, then little-endian float32. */
-    size_t bytes = 24 + (size_t)t->model.n_params * sizeof(float);
-    char *buf = malloc(bytes);
-    if (!buf)
-        return DL_ERR(err, DL_ENOMEM, "out of memory writing the final parameters");
-    uint32_t version = 1, reserved = 0;
-    int64_t n = t->model.n_params;
-    memcpy(buf, "DLTPARAM", 8);
-    memcpy(buf + 8, &version, 4);
-    memcpy(buf + 12, &reserved, 4);
-    memcpy(buf + 16, &n, 8);
-    memcpy(buf + 24, t->model.params, (size_t)n * sizeof(float));
     snprintf(path, sizeof path, "%s/params.bin", cfg->run_dir);
-    int rc = dl_write_file_atomic(path, buf, bytes, err);
-    free(buf);
+    int rc = dl_params_write(path, t->model.params, t->model.n_params, t->model.state,
+                             t->model.n_state, err);
     if (rc)
         return rc;
 

@@ -1,5 +1,5 @@
-/* compare_params A.bin B.bin TOL: compares two params.bin files written by
- * dltrain and succeeds when max|a - b| <= TOL * max|b| (the relative error in
+/* compare_params A.bin B.bin TOL: compares the parameters of two params.bin
+ * files written by dltrain and succeeds when max|a - b| <= TOL * max|b| (the relative error in
  * the max norm) and the counts agree. Prints both errors. */
 #include <math.h>
 #include <stdint.h>
@@ -12,9 +12,11 @@ static float *load(const char *path, int64_t *n)
     FILE *f = fopen(path, "rb");
     char magic[8];
     uint32_t version, reserved;
+    int64_t n_state = 0; /* version 2: state values follow the parameters (not compared) */
     if (!f || fread(magic, 1, 8, f) != 8 || memcmp(magic, "DLTPARAM", 8) != 0 ||
-        fread(&version, 4, 1, f) != 1 || version != 1 || fread(&reserved, 4, 1, f) != 1 ||
-        fread(n, 8, 1, f) != 1 || *n <= 0) {
+        fread(&version, 4, 1, f) != 1 || (version != 1 && version != 2) ||
+        fread(&reserved, 4, 1, f) != 1 || fread(n, 8, 1, f) != 1 || *n <= 0 ||
+        (version == 2 && fread(&n_state, 8, 1, f) != 1)) {
         fprintf(stderr, "compare_params: %s is not a dltrain params.bin file\n", path);
         exit(2);
     }

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-launch/install-deps.sh
+launch/install-deps.sh --tests
 cmake -S . -B build -DDLTRAIN_WERROR=ON
 cmake --build build -j"$(nproc)"
 cd build

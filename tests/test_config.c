@@ -118,7 +118,8 @@ static void test_errors(void)
     expect_error("[optim]\ntype = adam\n", "'adam' is not accepted", "sgd, adamw");
     expect_error("[train]\ndevice = gpu\n", "accepted: cpu, cuda, auto", NULL);
     expect_error(with("[dense]\nunits = 0\n"), "job.ini:19", "out of range");
-    expect_error(with("[dense]\nactivation = softmax\n"), "none, relu, tanh, sigmoid", NULL);
+    expect_error(with("[dense]\nactivation = softmax\n"), "none, relu, leaky, gelu, tanh, sigmoid",
+                 NULL);
     expect_error("[train]\nrun_dir =\n", "run_dir is empty", NULL);
     /* Structure */
     expect_error(with("[train]\nseed = 2\n"), "job.ini:18: section [train] appears a second time",
@@ -173,6 +174,94 @@ static void test_print(void)
     free(buf);
 }
 
+static const char *head = "[train]\nepochs = 1\n[data]\ntrain = a\ntest = b\n";
+
+static char *job(const char *layers)
+{
+    static char buf[4096];
+    snprintf(buf, sizeof buf, "%s%s", head, layers);
+    return buf;
+}
+
+static void test_layer_sections(void)
+{
+    dl_err_t err;
+    int rc = parse(job("[conv]\nname = stem\nfilters = 8\n[batchnorm]\n[activation]\ntype = gelu\n"
+                       "[maxpool]\n[conv]\nfilters = 8\nsize = 5\nbias = false\n[shortcut]\n"
+                       "from = stem\n[conv]\nfilters = 8\nstride = 2\npad = 0\n[shortcut]\nfrom = "
+                       "-4\nactivation = relu\n[avgpool]\n[dropout]\nrate = 0.25\n[flatten]\n"
+                       "[dense]\nunits = 10\n"),
+                   0, NULL, &err);
+    if (rc)
+        fprintf(stderr, "%s\n", err.msg);
+    CHECK(rc == 0);
+    CHECK(cfg.n_layers == 12);
+    const dl_layer_spec_t *l = cfg.layers;
+    CHECK(l[0].type == DL_LAYER_CONV && l[0].size == 3 && l[0].pad == 1 && l[0].stride == 1);
+    CHECK(!strcmp(l[0].name, "stem") && l[0].bias == 1 && l[0].groups == 1);
+    CHECK(l[1].type == DL_LAYER_BATCHNORM);
+    CHECK_CLOSE(l[1].momentum, 0.1, 1e-12, 0);
+    CHECK_CLOSE(l[1].eps, 1e-5, 1e-12, 0);
+    CHECK(l[2].type == DL_LAYER_ACTIVATION && l[2].act == DL_ACT_GELU);
+    CHECK(l[3].type == DL_LAYER_MAXPOOL && l[3].size == 2 && l[3].stride == 2 && l[3].pad == 0);
+    CHECK(l[4].size == 5 && l[4].pad == 2 && l[4].bias == 0);
+    CHECK(l[5].type == DL_LAYER_SHORTCUT && l[5].from == 0);
+    CHECK(l[6].stride == 2 && l[6].pad == 0);
+    CHECK(l[7].from == 3 && l[7].act == DL_ACT_RELU); /* -4 from section 8 is section 4 */
+    CHECK(l[8].type == DL_LAYER_AVGPOOL && l[8].size == 0);
+    CHECK(l[9].type == DL_LAYER_DROPOUT);
+    CHECK_CLOSE(l[9].rate, 0.25, 1e-12, 0);
+    CHECK(l[10].type == DL_LAYER_FLATTEN && l[11].type == DL_LAYER_DENSE);
+
+    /* Errors, each with its line */
+    expect_error(job("[conv]\nsize = 3\n"), "job.ini:6: [conv] needs filters", NULL);
+    expect_error(job("[activation]\n"), "job.ini:6: [activation] needs type", NULL);
+    expect_error(job("[dense]\nunits = 3\n[shortcut]\n"), "job.ini:8: [shortcut] needs from", NULL);
+    expect_error(job("[dense]\nunits = 3\n[shortcut]\nfrom = -2\n"),
+                 "job.ini:8: [shortcut] from = -2; accepted: -1 to -1", NULL);
+    expect_error(job("[dense]\nunits = 3\n[shortcut]\nfrom = 1\n"), "from = 1; accepted", NULL);
+    expect_error(job("[dense]\nunits = 3\n[shortcut]\nfrom = stem\n"),
+                 "from = stem names no earlier layer section", NULL);
+    expect_error(job("[dense]\nname = a\nunits = 3\n[dense]\nname = a\nunits = 3\n"),
+                 "job.ini:9: name = a is already the name of the section at line 6", NULL);
+    expect_error(job("[dense]\nname = a b\nunits = 3\n"), "name = a b; accepted: letters", NULL);
+    expect_error(job("[dense]\nname = abcdefghijabcdefghijabcdefghijab\nunits = 3\n"),
+                 "[dense] name is longer than 31 characters", NULL);
+    expect_error(job("[conv]\nfilters = 2\nstrides = 2\n"), "did you mean 'stride'", NULL);
+    expect_error(job("[maxpool]\nfilters = 2\n"),
+                 "unknown key 'filters' in [maxpool]; accepted: name, size, stride, pad", NULL);
+    expect_error(job("[conv]\nfilters = 2\npad = -2\n"), "pad = -2 is out of range", NULL);
+    expect_error(job("[dropout]\nrate = 1\n"), "rate = 1 is out of range", NULL);
+}
+
+static void test_presets(void)
+{
+    dl_err_t err;
+    CHECK(parse(job("[model]\npreset = cnn2\n"), 0, NULL, &err) == 0);
+    CHECK(cfg.n_layers == 6 && cfg.layers[0].type == DL_LAYER_CONV);
+    CHECK(cfg.layers[5].type == DL_LAYER_DENSE && cfg.layers[5].units == -1);
+    char *over[] = {"model.preset=resnet8"};
+    CHECK(parse(job("[model]\npreset = cnn2\n"), 1, over, &err) == 0);
+    CHECK(cfg.n_layers > 10);
+    expect_error(job("[model]\npreset = cnn2\n[dense]\nunits = 10\n"),
+                 "[model] preset = cnn2 and layer sections (the first at line 8) both describe",
+                 NULL);
+    expect_error(job("[model]\npreset = vgg\n"),
+                 "accepted: none, mlp, lenet, cnn2, cnn2bn, resnet8", NULL);
+    /* The printed configuration of a preset parses back to the same one. */
+    CHECK(parse(job("[model]\npreset = lenet\n"), 0, NULL, &err) == 0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    dl_config_print(&cfg, f);
+    fclose(f);
+    CHECK_CONTAINS(buf, "; the layers of preset lenet:");
+    uint64_t d = dl_config_digest(&cfg);
+    CHECK(parse(buf, 0, NULL, &err) == 0);
+    CHECK(dl_config_digest(&cfg) == d);
+    free(buf);
+}
+
 static void test_read_file(void)
 {
     char *text = NULL;
@@ -189,5 +278,7 @@ int main(void)
     test_errors();
     test_print();
     test_read_file();
+    test_layer_sections();
+    test_presets();
     return CHECK_DONE();
 }

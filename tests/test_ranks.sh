@@ -22,6 +22,42 @@ for opt in sgd adamw; do
     done
 done
 
+# Synchronised batch norm normalises over the global batch, so a CNN with it
+# also matches across rank counts (per-rank statistics, the default, do not).
+cat >bn.ini <<EOT
+[train]
+max_steps = 20
+global_batch_size = 32
+threads = 1
+eval_every = 0
+log_every = 10
+[data]
+train = $TESTDATA/fashion-train.h5
+test = $TESTDATA/fashion-test.h5
+[optim]
+lr = 0.05
+momentum = 0.9
+[conv]
+filters = 8
+bias = false
+[batchnorm]
+sync = true
+[activation]
+type = relu
+[maxpool]
+size = 4
+[dense]
+units = 10
+EOT
+for n in 1 2 4; do
+    $MPIRUN $n "$DLTRAIN" bn.ini train.run_dir=bn-$n >bn-$n.out 2>&1
+    expect_status 0 $? "sync batchnorm on $n rank(s)"
+done
+for n in 2 4; do
+    "$COMPARE_PARAMS" bn-$n/params.bin bn-1/params.bin 1e-5 ||
+        fail "sync batchnorm: $n ranks differ from 1 rank"
+done
+
 # Same job, same ranks: the same parameters bit for bit.
 $MPIRUN 2 "$DLTRAIN" "$JOB" $common train.run_dir=sgd-2-again >again.out 2>&1
 expect_status 0 $? "repeat"

@@ -1,0 +1,283 @@
+/* Max and average pooling over each channel's plane, NCHW, as torch's
+ * max_pool2d and avg_pool2d with ceil_mode=False.
+ * x: n x C x H x W, y: n x C x Ho x Wo, Ho = (H + 2p - k)/s + 1, Wo likewise.
+ * Max pooling treats padding as -infinity; average pooling counts it as zeros
+ * and always divides by k*k (count_include_pad=True). An average pool of size
+ * 0 is global: y: n x C x 1 x 1. pad <= k/2 (as torch requires) means every
+ * window holds at least one input element. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+typedef struct pool_geom {
+    int c, h, w, k, s, p, ho, wo;
+} pool_geom_t;
+
+/* Max pooling's scratch: for each output element of up to max_batch samples,
+ * the offset of its maximum within the sample's input (c*h*w + row*w + col). */
+typedef struct maxpool_work {
+    int max_batch;
+    int32_t arg[];
+} maxpool_work_t;
+
+static void pool_geom(const dl_layer_t *l, pool_geom_t *g)
+{
+    g->c = l->in.c;
+    g->h = l->in.h;
+    g->w = l->in.w;
+    g->k = l->spec.size;
+    g->s = l->spec.stride;
+    g->p = l->spec.pad;
+    g->ho = l->out.h;
+    g->wo = l->out.w;
+}
+
+/* Shared checks of a windowed pool; kind is "maxpool" or "avgpool". */
+static int pool_setup_window(dl_layer_t *l, const char *kind, dl_err_t *err)
+{
+    const dl_layer_spec_t *sp = &l->spec;
+    int line = sp->line, h = l->in.h, w = l->in.w;
+    if (sp->stride < 1)
+        return DL_ERR(err, DL_EINPUT, "line %d: [%s] stride = %d; it must be >= 1", line, kind,
+                      sp->stride);
+    if (sp->pad < 0)
+        return DL_ERR(err, DL_EINPUT, "line %d: [%s] pad = %d; it must be >= 0", line, kind,
+                      sp->pad);
+    if (sp->pad > sp->size / 2)
+        return DL_ERR(err, DL_EINPUT,
+                      "line %d: [%s] pad = %d is more than half the window size %d; pad must be "
+                      "<= size/2 = %d",
+                      line, kind, sp->pad, sp->size, sp->size / 2);
+    int hp = h + 2 * sp->pad, wp = w + 2 * sp->pad;
+    if (sp->size > hp || sp->size > wp)
+        return DL_ERR(err, DL_EINPUT,
+                      "line %d: [%s] window size %d does not fit the %dx%d input padded by %d "
+                      "(%dx%d); size must be <= %d",
+                      line, kind, sp->size, h, w, sp->pad, hp, wp, hp < wp ? hp : wp);
+    l->out.c = l->in.c;
+    l->out.h = (hp - sp->size) / sp->stride + 1;
+    l->out.w = (wp - sp->size) / sp->stride + 1;
+    l->out_size = (int64_t)l->out.c * l->out.h * l->out.w;
+    return 0;
+}
+
+static int maxpool_setup(dl_layer_t *l, dl_err_t *err)
+{
+    if (l->spec.size < 1)
+        return DL_ERR(err, DL_EINPUT, "line %d: [maxpool] size = %d; it must be >= 1", l->spec.line,
+                      l->spec.size);
+    return pool_setup_window(l, "maxpool", err);
+}
+
+static int avgpool_setup(dl_layer_t *l, dl_err_t *err)
+{
+    if (l->spec.size < 0)
+        return DL_ERR(err, DL_EINPUT,
+                      "line %d: [avgpool] size = %d; it must be >= 1, or 0 for global average "
+                      "pooling",
+                      l->spec.line, l->spec.size);
+    if (l->spec.size > 0)
+        return pool_setup_window(l, "avgpool", err);
+    l->out.c = l->in.c;
+    l->out.h = l->out.w = 1;
+    l->out_size = l->in.c;
+    return 0;
+}
+
+static int64_t pool_n_params(const dl_layer_t *l)
+{
+    return 0;
+}
+
+static void pool_init(dl_layer_t *l, dl_rng_t *rng) {}
+
+static int maxpool_alloc(dl_layer_t *l, int max_batch, dl_err_t *err)
+{
+    size_t n = (size_t)(max_batch > 0 ? max_batch : 1) * (size_t)l->out_size;
+    maxpool_work_t *wk = dl_calloc(1, sizeof *wk + n * sizeof(int32_t), err);
+    if (!wk)
+        return DL_ENOMEM;
+    wk->max_batch = max_batch;
+    l->work = wk;
+    return 0;
+}
+
+static void maxpool_release(dl_layer_t *l)
+{
+    free(l->work);
+    l->work = NULL;
+}
+
+/* Window [*lo, *hi) of output index o along an axis of n inputs, clipped to the input. */
+static void pool_window(int o, int n, int k, int s, int p, int *lo, int *hi)
+{
+    int a = o * s - p, b = a + k;
+    *lo = a > 0 ? a : 0;
+    *hi = b < n ? b : n;
+}
+
+static int maxpool_forward(dl_layer_t *l, const float *x, float *y, int n)
+{
+    maxpool_work_t *wk = l->work;
+    if (n > wk->max_batch)
+        return DL_EINTERNAL;
+    pool_geom_t g;
+    pool_geom(l, &g);
+    int64_t hw = (int64_t)g.h * g.w;
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < g.c; c++) {
+            const float *restrict xc = x + (int64_t)i * l->in_size + c * hw;
+            int64_t o = (int64_t)i * l->out_size + (int64_t)c * g.ho * g.wo;
+            for (int oh = 0; oh < g.ho; oh++) {
+                int h0, h1;
+                pool_window(oh, g.h, g.k, g.s, g.p, &h0, &h1);
+                for (int ow = 0; ow < g.wo; ow++, o++) {
+                    int w0, w1;
+                    pool_window(ow, g.w, g.k, g.s, g.p, &w0, &w1);
+                    /* First maximum in scan order; a NaN wins, so it propagates as in torch. */
+                    int best = h0 * g.w + w0;
+                    float v = xc[best];
+                    for (int hh = h0; hh < h1; hh++)
+                        for (int ww = w0; ww < w1; ww++) {
+                            float e = xc[hh * g.w + ww];
+                            if (e > v || (isnan(e) && !isnan(v))) {
+                                v = e;
+                                best = hh * g.w + ww;
+                            }
+                        }
+                    y[o] = v;
+                    wk->arg[o] = (int32_t)(c * hw + best);
+                }
+            }
+        }
+    return 0;
+}
+
+/* dx = 0, then each dy added at its window's maximum (from the last forward). */
+static int maxpool_backward(dl_layer_t *l, const float *x, const float *y, const float *dy,
+                            float *dx, int n)
+{
+    if (!dx)
+        return 0;
+    const maxpool_work_t *wk = l->work;
+    if (n > wk->max_batch)
+        return DL_EINTERNAL;
+    memset(dx, 0, (size_t)n * (size_t)l->in_size * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        float *restrict dxi = dx + (int64_t)i * l->in_size;
+        const float *restrict dyi = dy + (int64_t)i * l->out_size;
+        const int32_t *restrict arg = wk->arg + (int64_t)i * l->out_size;
+        for (int64_t o = 0; o < l->out_size; o++)
+            dxi[arg[o]] += dyi[o];
+    }
+    return 0;
+}
+
+static int avgpool_forward(dl_layer_t *l, const float *x, float *y, int n)
+{
+    pool_geom_t g;
+    pool_geom(l, &g);
+    int64_t hw = (int64_t)g.h * g.w;
+    if (g.k == 0) {
+        for (int64_t j = 0; j < (int64_t)n * g.c; j++) {
+            const float *restrict xc = x + j * hw;
+            float sum = 0.0f;
+            for (int64_t q = 0; q < hw; q++)
+                sum += xc[q];
+            y[j] = sum / (float)hw;
+        }
+        return 0;
+    }
+    float scale = 1.0f / (float)(g.k * g.k);
+    for (int64_t j = 0; j < (int64_t)n * g.c; j++) {
+        const float *restrict xc = x + j * hw;
+        float *restrict yc = y + j * g.ho * g.wo;
+        for (int oh = 0; oh < g.ho; oh++) {
+            int h0, h1;
+            pool_window(oh, g.h, g.k, g.s, g.p, &h0, &h1);
+            for (int ow = 0; ow < g.wo; ow++) {
+                int w0, w1;
+                pool_window(ow, g.w, g.k, g.s, g.p, &w0, &w1);
+                float sum = 0.0f;
+                for (int hh = h0; hh < h1; hh++)
+                    for (int ww = w0; ww < w1; ww++)
+                        sum += xc[hh * g.w + ww];
+                yc[oh * g.wo + ow] = sum * scale;
+            }
+        }
+    }
+    return 0;
+}
+
+static int avgpool_backward(dl_layer_t *l, const float *x, const float *y, const float *dy,
+                            float *dx, int n)
+{
+    if (!dx)
+        return 0;
+    pool_geom_t g;
+    pool_geom(l, &g);
+    int64_t hw = (int64_t)g.h * g.w;
+    if (g.k == 0) {
+        for (int64_t j = 0; j < (int64_t)n * g.c; j++) {
+            float *restrict dxc = dx + j * hw, d = dy[j] / (float)hw;
+            for (int64_t q = 0; q < hw; q++)
+                dxc[q] = d;
+        }
+        return 0;
+    }
+    float scale = 1.0f / (float)(g.k * g.k);
+    memset(dx, 0, (size_t)n * (size_t)l->in_size * sizeof(float));
+    for (int64_t j = 0; j < (int64_t)n * g.c; j++) {
+        float *restrict dxc = dx + j * hw;
+        const float *restrict dyc = dy + j * g.ho * g.wo;
+        for (int oh = 0; oh < g.ho; oh++) {
+            int h0, h1;
+            pool_window(oh, g.h, g.k, g.s, g.p, &h0, &h1);
+            for (int ow = 0; ow < g.wo; ow++) {
+                int w0, w1;
+                pool_window(ow, g.w, g.k, g.s, g.p, &w0, &w1);
+                float d = dyc[oh * g.wo + ow] * scale;
+                for (int hh = h0; hh < h1; hh++)
+                    for (int ww = w0; ww < w1; ww++)
+                        dxc[hh * g.w + ww] += d;
+            }
+        }
+    }
+    return 0;
+}
+
+/* k*k comparisons or additions per output element; global: h*w per channel. */
+static int64_t pool_flops(const dl_layer_t *l)
+{
+    if (l->spec.size == 0)
+        return l->in_size;
+    return l->out_size * l->spec.size * l->spec.size;
+}
+
+const dl_layer_ops_t dl_maxpool_ops = {
+    .name = "maxpool",
+    .setup = maxpool_setup,
+    .n_params = pool_n_params,
+    .n_state = NULL,
+    .alloc = maxpool_alloc,
+    .release = maxpool_release,
+    .init = pool_init,
+    .forward = maxpool_forward,
+    .backward = maxpool_backward,
+    .flops = pool_flops,
+};
+
+const dl_layer_ops_t dl_avgpool_ops = {
+    .name = "avgpool",
+    .setup = avgpool_setup,
+    .n_params = pool_n_params,
+    .n_state = NULL,
+    .alloc = NULL,
+    .release = NULL,
+    .init = pool_init,
+    .forward = avgpool_forward,
+    .backward = avgpool_backward,
+    .flops = pool_flops,
+};

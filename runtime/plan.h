@@ -1,0 +1,38 @@
+/* What a job will do, worked out from the configuration, the data and the
+ * number of ranks before any training: the checks that let a bad job stop
+ * before it touches anything, and the table `dltrain --check` prints. */
+#ifndef DL_PLAN_H
+#define DL_PLAN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../io/dataset.h"
+#include "config.h"
+
+typedef struct dl_plan {
+    dl_dataset_info_t train, test;
+    int world;
+    int64_t batch;        /* per rank */
+    int64_t global_batch; /* batch x world */
+    int64_t steps_per_epoch;
+    int64_t total_steps;
+    dl_shape_t in_shape; /* one sample */
+    int64_t in_size;
+    int64_t n_params, n_state;
+    int64_t train_flops; /* per sample, forward + backward */
+    int n_specs;
+    dl_layer_spec_t *specs; /* the model's layer sections, classes filled in (owned) */
+} dl_plan_t;
+
+/* Open the datasets named in cfg and check that they, the model and the
+ * batch sizes fit together for world ranks. The datasets are returned open
+ * (either pointer may be NULL if the caller does not want it). */
+int dl_plan_make(const dl_config_t *cfg, int world, dl_plan_t *plan, dl_dataset_t **train,
+                 dl_dataset_t **test, dl_err_t *err);
+/* Print the data, batches, steps and the layer table (output shape,
+ * parameters and forward FLOPs per sample of every layer, with totals). */
+int dl_plan_print(const dl_config_t *cfg, const dl_plan_t *plan, FILE *f, dl_err_t *err);
+void dl_plan_free(dl_plan_t *plan);
+
+#endif

@@ -1,0 +1,27 @@
+# Reference tests against PyTorch (Debian's python3-torch 1.13, CPU, with
+# python3-numpy and python3-h5py for /usr/bin/python3), included from
+# tests/CMakeLists.txt after DL_MPIRUN_STR is set. Label: reference.
+#   reference.layers    every layer type's forward output, input gradient,
+#                       parameter gradients and running statistics, and the
+#                       softmax cross-entropy, against torch (ref_layers runs
+#                       dltrain's side); relative tolerance 1e-4
+#   reference.training  20 SGD steps of the cnn2 preset on Fashion-MNIST from
+#                       the same initial parameters, on 1 and 2 ranks: the
+#                       per-step losses against torch's; relative tolerance 1e-3
+add_executable(ref_layers ${CMAKE_SOURCE_DIR}/tests/ref_layers.c)
+target_link_libraries(ref_layers PRIVATE dl_models)
+
+add_test(NAME reference.layers
+         COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/reference/check_layers.py
+                 --ref-layers $<TARGET_FILE:ref_layers>
+                 --dir ${CMAKE_CURRENT_BINARY_DIR}/scratch_reference_layers)
+set_tests_properties(reference.layers PROPERTIES LABELS reference TIMEOUT 120)
+
+add_test(NAME reference.training
+         COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/reference/check_training.py
+                 --dltrain $<TARGET_FILE:dltrain>
+                 --data ${CMAKE_CURRENT_BINARY_DIR}/data
+                 --dir ${CMAKE_CURRENT_BINARY_DIR}/scratch_reference_training
+                 --mpirun "${DL_MPIRUN_STR} ${MPIEXEC_NUMPROC_FLAG}")
+set_tests_properties(reference.training PROPERTIES FIXTURES_REQUIRED fashion
+                     LABELS "reference;mpi" TIMEOUT 300)
