@@ -22,12 +22,16 @@ void dl_act_forward(dl_act_t a, const float *restrict x, float *restrict y, int6
 {
     switch (a) {
     case DL_ACT_RELU:
-        for (int64_t i = 0; i < len; i++)
-            y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        for (int64_t i = 0; i < len; i++) {
+            float v = x[i];
+            y[i] = v > 0.0f ? v : 0.0f;
+        }
         break;
     case DL_ACT_LEAKY:
-        for (int64_t i = 0; i < len; i++)
-            y[i] = x[i] > 0.0f ? x[i] : LEAKY_SLOPE * x[i];
+        for (int64_t i = 0; i < len; i++) {
+            float v = x[i];
+            y[i] = v > 0.0f ? v : LEAKY_SLOPE * v;
+        }
         break;
     case DL_ACT_GELU: /* x * Phi(x), Phi the standard normal CDF */
         for (int64_t i = 0; i < len; i++)
@@ -47,17 +51,23 @@ void dl_act_forward(dl_act_t a, const float *restrict x, float *restrict y, int6
     }
 }
 
+/* Each loop loads every operand unconditionally, so the compiler can turn
+ * the selections into vector blends (a conditional load blocks that). */
 void dl_act_backward(dl_act_t a, const float *restrict x, const float *restrict y,
                      const float *restrict dy, float *restrict dx, int64_t len)
 {
     switch (a) {
     case DL_ACT_RELU:
-        for (int64_t i = 0; i < len; i++)
-            dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        for (int64_t i = 0; i < len; i++) {
+            float g = dy[i];
+            dx[i] = y[i] > 0.0f ? g : 0.0f;
+        }
         break;
-    case DL_ACT_LEAKY:
-        for (int64_t i = 0; i < len; i++)
-            dx[i] = x[i] > 0.0f ? dy[i] : LEAKY_SLOPE * dy[i];
+    case DL_ACT_LEAKY: /* y > 0 exactly where x > 0: the output suffices */
+        for (int64_t i = 0; i < len; i++) {
+            float g = dy[i];
+            dx[i] = y[i] > 0.0f ? g : LEAKY_SLOPE * g;
+        }
         break;
     case DL_ACT_GELU: /* Phi(x) + x * phi(x) */
         for (int64_t i = 0; i < len; i++) {
@@ -77,6 +87,38 @@ void dl_act_backward(dl_act_t a, const float *restrict x, const float *restrict 
     default:
         for (int64_t i = 0; i < len; i++)
             dx[i] = dy[i];
+    }
+}
+
+int dl_act_fusable(dl_act_t a)
+{
+    return a != DL_ACT_GELU;
+}
+
+void dl_act_inplace(dl_act_t a, float *restrict v, int64_t len)
+{
+    switch (a) {
+    case DL_ACT_RELU:
+        for (int64_t i = 0; i < len; i++)
+            v[i] = v[i] > 0.0f ? v[i] : 0.0f;
+        break;
+    case DL_ACT_LEAKY:
+        for (int64_t i = 0; i < len; i++)
+            v[i] = v[i] > 0.0f ? v[i] : LEAKY_SLOPE * v[i];
+        break;
+    case DL_ACT_GELU:
+        for (int64_t i = 0; i < len; i++)
+            v[i] = 0.5f * v[i] * (1.0f + erff(v[i] * 0.70710678118654752f));
+        break;
+    case DL_ACT_TANH:
+        for (int64_t i = 0; i < len; i++)
+            v[i] = tanhf(v[i]);
+        break;
+    case DL_ACT_SIGMOID:
+        for (int64_t i = 0; i < len; i++)
+            v[i] = 1.0f / (1.0f + expf(-v[i]));
+        break;
+    default: break;
     }
 }
 

@@ -10,7 +10,14 @@
  * reduction. The im2col matrix is rebuilt in backward rather than kept from
  * forward: keeping it for a whole batch would cost C*k*k*P*n floats (115 MB
  * for 32 channels at 28x28, batch 128), and writing it out to memory and
- * reading it back costs more than redoing it in a block that stays in L2. */
+ * reading it back costs more than redoing it in a block that stays in L2.
+ *
+ * The activation after the convolution (spec.act) is applied here, on each
+ * block's output while it is still in cache, and its derivative is folded
+ * into the gathering of dy in backward: a separate activation layer would
+ * cost a pass over the whole batch's output in each direction. Only
+ * activations whose derivative follows from the output are fused (all but
+ * GELU; see dl_act_fusable); the model gives GELU a layer of its own. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -62,6 +69,12 @@ static void conv_geom(const dl_layer_t *l, conv_geom_t *g)
     g->wo = (g->w + 2 * g->p - g->k) / g->s + 1;
     g->plane = g->ho * g->wo;
     g->kg = g->cg * g->k * g->k;
+}
+
+/* The activation this layer applies itself (GELU gets a layer of its own). */
+static dl_act_t conv_act(const dl_layer_t *l)
+{
+    return dl_act_fusable(l->spec.act) ? l->spec.act : DL_ACT_NONE;
 }
 
 static int conv_direct(const conv_geom_t *g)
@@ -120,9 +133,10 @@ static int conv_alloc(dl_layer_t *l, int max_batch, dl_err_t *err)
     conv_geom_t g;
     conv_geom(l, &g);
     l->work = NULL;
-    if (conv_direct(&g))
+    int direct = conv_direct(&g), act = conv_act(l) != DL_ACT_NONE;
+    if (direct && !act)
         return 0;
-    int nb = (CONV_COLS_TARGET + g.plane - 1) / g.plane;
+    int nb = direct ? 1 : (CONV_COLS_TARGET + g.plane - 1) / g.plane;
     if (nb > max_batch)
         nb = max_batch;
     size_t rows = (size_t)g.c * g.k * g.k;
@@ -135,9 +149,9 @@ static int conv_alloc(dl_layer_t *l, int max_batch, dl_err_t *err)
         return DL_ENOMEM;
     size_t cols = (size_t)nb * (size_t)g.plane;
     wk->nb = nb;
-    wk->col = dl_calloc((size_t)g.c * g.k * g.k * cols, sizeof(float), err);
+    wk->col = direct ? NULL : dl_calloc((size_t)g.c * g.k * g.k * cols, sizeof(float), err);
     wk->tmp = dl_calloc((size_t)g.f * cols, sizeof(float), err);
-    if (!wk->col || !wk->tmp) {
+    if ((!direct && !wk->col) || !wk->tmp) {
         free(wk->col);
         free(wk->tmp);
         free(wk);
@@ -348,6 +362,7 @@ static void conv_forward_direct(const dl_layer_t *l, const conv_geom_t *g, const
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->fg, (int)P, g->cg, 1.0f,
                         l->w + (int64_t)gi * g->fg * g->cg, g->cg, xi + gi * g->cg * P, (int)P,
                         l->b ? 1.0f : 0.0f, yi + gi * g->fg * P, (int)P);
+        dl_act_inplace(conv_act(l), yi, l->out_size);
     }
 }
 
@@ -391,44 +406,64 @@ static int conv_forward(dl_layer_t *l, const float *x, float *y, int n)
                         dst[q] = src[q] + bias;
                 }
             }
+        /* The block's output is still in cache: activate it now. */
+        dl_act_inplace(conv_act(l), y + (int64_t)i0 * l->out_size, (int64_t)m * l->out_size);
     }
     return 0;
 }
 
-/* db[f] = sum over samples and positions of dy; per-sample partial sums in
- * float, the total in double so a large batch does not lose digits. */
-static void conv_bias_grad(const dl_layer_t *l, const conv_geom_t *g, const float *dy, int n)
+/* db[f] += sum over the columns of dz's row f (dz: F x N, row stride N);
+ * partial sums in float, the running total in double so that a large batch
+ * does not lose digits. */
+static void conv_bias_grad(const conv_geom_t *g, const float *dz, int64_t N, double *db)
 {
     for (int f = 0; f < g->f; f++) {
-        double total = 0.0;
-        for (int i = 0; i < n; i++) {
-            const float *restrict r = dy + (int64_t)i * l->out_size + (int64_t)f * g->plane;
-            float sum = 0.0f;
-            for (int q = 0; q < g->plane; q++)
-                sum += r[q];
-            total += sum;
-        }
-        l->db[f] = (float)total;
+        const float *restrict r = dz + f * N;
+        float sum = 0.0f;
+        for (int64_t q = 0; q < N; q++)
+            sum += r[q];
+        db[f] += sum;
     }
 }
 
+/* The gradient with respect to the convolution's output before the
+ * activation, for samples i0 .. i0+m-1, gathered as F x (m*P) (the layout of
+ * a block's output). Returns dy itself when that needs no copy. */
+static const float *conv_gather_dz(const dl_layer_t *l, const conv_geom_t *g, const float *y,
+                                   const float *dy, int i0, int m, float *tmp)
+{
+    int64_t P = g->plane, N = m * P;
+    if (m == 1 && conv_act(l) == DL_ACT_NONE)
+        return dy + (int64_t)i0 * l->out_size;
+    for (int b = 0; b < m; b++)
+        for (int f = 0; f < g->f; f++) {
+            int64_t at = (int64_t)(i0 + b) * l->out_size + f * P;
+            dl_act_backward(conv_act(l), NULL, y + at, dy + at, tmp + f * N + b * P, P);
+        }
+    return tmp;
+}
+
 static void conv_backward_direct(dl_layer_t *l, const conv_geom_t *g, const float *x,
-                                 const float *dy, float *dx, int n)
+                                 const float *y, const float *dy, float *dx, int n, double *db)
 {
     int64_t P = g->plane;
+    conv_work_t *wk = l->work;
     for (int i = 0; i < n; i++) {
-        const float *xi = x + (int64_t)i * l->in_size, *dyi = dy + (int64_t)i * l->out_size;
+        const float *xi = x + (int64_t)i * l->in_size;
+        const float *dzi = conv_gather_dz(l, g, y, dy, i, 1, wk ? wk->tmp : NULL);
+        if (db)
+            conv_bias_grad(g, dzi, P, db);
         for (int gi = 0; gi < g->g; gi++) {
             float *wg = l->w + (int64_t)gi * g->fg * g->cg,
                   *dwg = l->dw + (int64_t)gi * g->fg * g->cg;
-            /* dW_g (fg x cg) += dy_g (fg x P) . x_g^T (P x cg) */
+            /* dW_g (fg x cg) += dz_g (fg x P) . x_g^T (P x cg) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->fg, g->cg, (int)P, 1.0f,
-                        dyi + gi * g->fg * P, (int)P, xi + gi * g->cg * P, (int)P,
+                        dzi + gi * g->fg * P, (int)P, xi + gi * g->cg * P, (int)P,
                         i > 0 ? 1.0f : 0.0f, dwg, g->cg);
-            /* dx_g (cg x P) = W_g^T (cg x fg) . dy_g (fg x P) */
+            /* dx_g (cg x P) = W_g^T (cg x fg) . dz_g (fg x P) */
             if (dx)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->cg, (int)P, g->fg, 1.0f, wg,
-                            g->cg, dyi + gi * g->fg * P, (int)P, 0.0f,
+                            g->cg, dzi + gi * g->fg * P, (int)P, 0.0f,
                             dx + (int64_t)i * l->in_size + gi * g->cg * P, (int)P);
         }
     }
@@ -439,46 +474,54 @@ static int conv_backward(dl_layer_t *l, const float *x, const float *y, const fl
 {
     conv_geom_t g;
     conv_geom(l, &g);
-    if (l->db)
-        conv_bias_grad(l, &g, dy, n);
     if (n < 1) {
         memset(l->dw, 0, (size_t)conv_n_weights(l) * sizeof(float));
+        if (l->db)
+            memset(l->db, 0, (size_t)g.f * sizeof(float));
         return 0;
+    }
+    double *db = NULL, db_stack[256];
+    if (l->db) {
+        db = g.f <= 256 ? db_stack : calloc((size_t)g.f, sizeof(double));
+        if (!db)
+            return DL_ENOMEM;
+        memset(db, 0, (size_t)g.f * sizeof(double));
     }
     if (conv_direct(&g)) {
-        conv_backward_direct(l, &g, x, dy, dx, n);
-        return 0;
-    }
-    conv_work_t *wk = l->work;
-    int64_t P = g.plane;
-    for (int i0 = 0; i0 < n; i0 += wk->nb) {
-        int m = n - i0 < wk->nb ? n - i0 : wk->nb;
-        int64_t N = m * P;
-        for (int b = 0; b < m; b++)
-            im2col(&g, x + (int64_t)(i0 + b) * l->in_size, wk->col + b * P, N);
-        /* dyb: the block's dy as F x (m*P), the layout of forward's out. */
-        const float *dyb = dy + (int64_t)i0 * l->out_size;
-        if (m > 1) {
+        conv_backward_direct(l, &g, x, y, dy, dx, n, db);
+    } else {
+        conv_work_t *wk = l->work;
+        int64_t P = g.plane;
+        for (int i0 = 0; i0 < n; i0 += wk->nb) {
+            int m = n - i0 < wk->nb ? n - i0 : wk->nb;
+            int64_t N = m * P;
             for (int b = 0; b < m; b++)
-                for (int f = 0; f < g.f; f++)
-                    memcpy(wk->tmp + f * N + b * P, dyb + (int64_t)b * l->out_size + f * P,
-                           (size_t)P * sizeof(float));
-            dyb = wk->tmp;
+                im2col(&g, x + (int64_t)(i0 + b) * l->in_size, wk->col + b * P, N);
+            /* dzb: the block's gradient before the activation, F x (m*P). */
+            const float *dzb = conv_gather_dz(l, &g, y, dy, i0, m, wk->tmp);
+            if (db)
+                conv_bias_grad(&g, dzb, N, db);
+            /* dW_g (fg x kg) (+)= dz_g (fg x N) . col_g^T (N x kg); the first block overwrites. */
+            for (int gi = 0; gi < g.g; gi++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.fg, g.kg, (int)N, 1.0f,
+                            dzb + gi * g.fg * N, (int)N, wk->col + gi * g.kg * N, (int)N,
+                            i0 > 0 ? 1.0f : 0.0f, l->dw + (int64_t)gi * g.fg * g.kg, g.kg);
+            if (!dx)
+                continue;
+            /* dcol_g (kg x N) = W_g^T (kg x fg) . dz_g (fg x N), into col (no longer needed). */
+            for (int gi = 0; gi < g.g; gi++)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.kg, (int)N, g.fg, 1.0f,
+                            l->w + (int64_t)gi * g.fg * g.kg, g.kg, dzb + gi * g.fg * N, (int)N,
+                            0.0f, wk->col + gi * g.kg * N, (int)N);
+            for (int b = 0; b < m; b++)
+                col2im(&g, wk->col + b * P, N, dx + (int64_t)(i0 + b) * l->in_size);
         }
-        /* dW_g (fg x kg) (+)= dy_g (fg x N) . col_g^T (N x kg); the first block overwrites. */
-        for (int gi = 0; gi < g.g; gi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.fg, g.kg, (int)N, 1.0f,
-                        dyb + gi * g.fg * N, (int)N, wk->col + gi * g.kg * N, (int)N,
-                        i0 > 0 ? 1.0f : 0.0f, l->dw + (int64_t)gi * g.fg * g.kg, g.kg);
-        if (!dx)
-            continue;
-        /* dcol_g (kg x N) = W_g^T (kg x fg) . dy_g (fg x N), into col (no longer needed). */
-        for (int gi = 0; gi < g.g; gi++)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.kg, (int)N, g.fg, 1.0f,
-                        l->w + (int64_t)gi * g.fg * g.kg, g.kg, dyb + gi * g.fg * N, (int)N, 0.0f,
-                        wk->col + gi * g.kg * N, (int)N);
-        for (int b = 0; b < m; b++)
-            col2im(&g, wk->col + b * P, N, dx + (int64_t)(i0 + b) * l->in_size);
+    }
+    if (db) {
+        for (int f = 0; f < g.f; f++)
+            l->db[f] = (float)db[f];
+        if (db != db_stack)
+            free(db);
     }
     return 0;
 }

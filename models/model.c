@@ -41,11 +41,16 @@ void dl_init_weights(dl_init_t init, dl_act_t act, float *w, int64_t count, int6
     }
 }
 
+/* Whether a section's activation becomes a layer of its own. A convolution
+ * applies its activation itself (on each block of output while it is in
+ * cache) when the derivative follows from the output. */
 static int has_activation(const dl_layer_spec_t *s)
 {
-    return (s->type == DL_LAYER_DENSE || s->type == DL_LAYER_CONV ||
-            s->type == DL_LAYER_SHORTCUT) &&
-           s->act != DL_ACT_NONE;
+    if (s->act == DL_ACT_NONE)
+        return 0;
+    if (s->type == DL_LAYER_CONV)
+        return !dl_act_fusable(s->act);
+    return s->type == DL_LAYER_DENSE || s->type == DL_LAYER_SHORTCUT;
 }
 
 /* Expand sections into layers: a section with an activation becomes the

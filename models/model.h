@@ -46,8 +46,8 @@ typedef struct dl_shape {
 #define DL_NAME_MAX 32
 
 /* One layer section of the job file (or of a preset). A section with an
- * activation (dense, conv, shortcut) becomes two layers: itself, then an
- * activation layer. */
+ * activation becomes two layers, itself and then an activation layer, except
+ * a convolution, which applies the activation itself when dl_act_fusable. */
 typedef struct dl_layer_spec {
     dl_layer_type_t type;
     char name[DL_NAME_MAX]; /* optional, for [shortcut] from = NAME */
@@ -183,9 +183,13 @@ void dl_init_weights(dl_init_t init, dl_act_t act, float *w, int64_t count, int6
                      int64_t fan_out, dl_rng_t *rng);
 
 /* Element-wise activation helpers shared by the activation layer and any
- * layer that fuses one: y = f(x); dx = dy * f'(x) computed from x and y. */
+ * layer that fuses one: y = f(x); dx = dy * f'(x) computed from x and y
+ * (x may be NULL for the activations dl_act_fusable accepts, whose
+ * derivative follows from y alone); dl_act_inplace: v = f(v). */
 void dl_act_forward(dl_act_t a, const float *x, float *y, int64_t len);
 void dl_act_backward(dl_act_t a, const float *x, const float *y, const float *dy, float *dx,
                      int64_t len);
+void dl_act_inplace(dl_act_t a, float *v, int64_t len);
+int dl_act_fusable(dl_act_t a);
 
 #endif

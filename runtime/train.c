@@ -15,6 +15,7 @@
 
 #include "../io/augment.h"
 #include "../io/params.h"
+#include "blas.h"
 #include "metrics.h"
 #include "optim.h"
 #include "train.h"
@@ -371,9 +372,9 @@ static void announce(trainer_t *t, const dl_dist_t *dist)
 {
     const dl_plan_t *p = &t->plan;
     dl_metrics_say(&t->metrics,
-                   "dltrain %s: %d rank(s), %d per node, %d BLAS thread(s) per rank; %lld "
-                   "parameters",
-                   DLTRAIN_VERSION, p->world, dist->local_size, dist->threads,
+                   "dltrain %s: %d rank(s), %d per node, %d BLAS thread(s) per rank (OpenBLAS "
+                   "%s kernels); %lld parameters",
+                   DLTRAIN_VERSION, p->world, dist->local_size, dist->threads, dl_blas_corename(),
                    (long long)p->n_params);
     dl_metrics_say(&t->metrics,
                    "data: %lld training samples (%d x %d x %d, %d classes), %lld test samples; "

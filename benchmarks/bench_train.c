@@ -1,0 +1,227 @@
+/* Times training steps (forward, softmax cross-entropy, backward, SGD
+ * momentum 0.9 Nesterov weight decay 5e-4 update) of a preset model on one
+ * rank on synthetic 1 x 28 x 28 inputs with 10 classes (fixed seed), and
+ * prints step time, samples/s and achieved GFLOP/s next to this machine's
+ * sgemm peak measured in the same run on the same number of threads. A
+ * benchmark: it prints figures and never fails on time.
+ *
+ *   bench_train --model mlp|cnn|cnn2bn [--batch 128] [--threads 1] [--steps N]
+ *               [--reps 7] [--json]
+ *
+ * cnn is the preset cnn2; --json prints one JSON line instead of the text
+ * (benchmarks/compare_torch.sh reads it). */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "models/model.h"
+#include "models/presets.h"
+#include "runtime/blas.h"
+#include "runtime/optim.h"
+
+#define MAX_REPS 64
+#define MAX_SPECS 64
+#define CLASSES 10
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* GFLOP/s of square sgemm of size n, median of reps after one warm-up: the
+ * machine's practical peak on the current number of BLAS threads. */
+static double sgemm_peak(int n, int reps)
+{
+    float *a = malloc(sizeof(float) * (size_t)n * n), *b = malloc(sizeof(float) * (size_t)n * n),
+          *c = malloc(sizeof(float) * (size_t)n * n);
+    double t[MAX_REPS], g = 0.0;
+    if (a && b && c) {
+        for (long i = 0; i < (long)n * n; i++)
+            a[i] = b[i] = 1.0f / (float)(1 + i % 7);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        for (int r = 0; r < reps; r++) {
+            double t0 = now_s();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+            t[r] = now_s() - t0;
+        }
+        g = 2.0 * n * (double)n * n / median(t, reps) * 1e-9;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return g;
+}
+
+static int preset_index(const char *name)
+{
+    for (int i = 1; dl_preset_names[i]; i++)
+        if (!strcmp(dl_preset_names[i], name))
+            return i;
+    return -1;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_train --model mlp|cnn|cnn2bn [--batch N] [--threads N] "
+            "[--steps N] [--reps 1..%d] [--json]\n",
+            MAX_REPS);
+}
+
+int main(int argc, char **argv)
+{
+    dl_blas_choose_kernels(argv); /* as dltrain does: the kernels users get */
+    const char *model = NULL;
+    int batch = 128, threads = 1, steps = 0, reps = 7, json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) {
+            json = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            usage();
+            return 2;
+        }
+        if (!strcmp(argv[i], "--model"))
+            model = argv[++i];
+        else if (!strcmp(argv[i], "--batch"))
+            batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads"))
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps"))
+            steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps"))
+            reps = atoi(argv[++i]);
+        else {
+            usage();
+            return 2;
+        }
+    }
+    if (!model || batch < 1 || threads < 1 || steps < 0 || reps < 1 || reps > MAX_REPS) {
+        usage();
+        return 2;
+    }
+    const char *preset_name = !strcmp(model, "cnn") ? "cnn2" : model;
+    int preset = strcmp(model, "mlp") && strcmp(model, "cnn") && strcmp(model, "cnn2bn")
+                     ? -1
+                     : preset_index(preset_name);
+    if (preset < 0) {
+        fprintf(stderr, "bench_train: unknown model '%s' (mlp, cnn or cnn2bn)\n", model);
+        return 2;
+    }
+    if (steps == 0) /* about a tenth of a second or more per repetition on one thread */
+        steps = !strcmp(model, "mlp") ? 100 : 10;
+    openblas_set_num_threads(threads);
+
+    dl_layer_spec_t specs[MAX_SPECS];
+    int n_specs = dl_preset_specs(preset, specs, MAX_SPECS);
+    if (n_specs < 1)
+        return 1;
+    for (int i = n_specs - 1; i >= 0; i--)
+        if (specs[i].type == DL_LAYER_DENSE && specs[i].units == DL_UNITS_CLASSES) {
+            specs[i].units = CLASSES;
+            break;
+        }
+    const dl_shape_t in = {1, 28, 28};
+    const long in_size = (long)in.c * in.h * in.w;
+
+    dl_model_t m;
+    dl_err_t err = {0};
+    dl_optim_t opt;
+    dl_optim_cfg_t ocfg = {
+        .type = DL_OPT_SGD, .lr = 0.01, .momentum = 0.9, .nesterov = 1, .weight_decay = 5e-4};
+    if (dl_model_build(&m, specs, n_specs, in, batch, &err) ||
+        dl_optim_init(&opt, &ocfg, m.n_params, &err)) {
+        dl_err_print("bench_train", &err);
+        return 1;
+    }
+    dl_model_init_params(&m, 1);
+    m.ctx.training = 1;
+    m.ctx.seed = 1;
+    float *x = malloc(sizeof(float) * (size_t)batch * (size_t)in_size),
+          *dl = malloc(sizeof(float) * (size_t)batch * CLASSES);
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)batch);
+    if (!x || !dl || !y) {
+        fprintf(stderr, "bench_train: out of memory\n");
+        return 1;
+    }
+    dl_rng_t rng;
+    dl_rng_seed(&rng, 7, 0);
+    for (long i = 0; i < (long)batch * in_size; i++)
+        x[i] = (float)dl_rng_normal(&rng);
+    for (int i = 0; i < batch; i++)
+        y[i] = (int32_t)dl_rng_below(&rng, CLASSES);
+
+    double t[MAX_REPS] = {0}, loss = 0.0;
+    for (int r = -1; r < reps; r++) { /* r = -1 is the warm-up */
+        double t0 = now_s();
+        for (int s = 0; s < steps; s++) {
+            m.ctx.step++;
+            const float *logits = dl_model_forward(&m, x, batch, &err);
+            if (!logits) {
+                dl_err_print("bench_train", &err);
+                return 1;
+            }
+            loss = dl_softmax_xent(logits, y, batch, CLASSES, 0.0f, 1.0f / (float)batch, dl, NULL) /
+                   batch;
+            if (dl_model_backward(&m, dl, batch, &err)) {
+                dl_err_print("bench_train", &err);
+                return 1;
+            }
+            dl_optim_step(&opt, m.params, m.grads, 0.01);
+        }
+        if (r >= 0)
+            t[r] = (now_s() - t0) / steps;
+    }
+    double step = median(t, reps);
+    double train_flops = (double)dl_model_train_flops(&m);
+    double gflops = train_flops * batch / step * 1e-9;
+    double peak = sgemm_peak(1024, 7);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *blas = openblas_get_config();
+
+    if (json) {
+        printf("{\"impl\":\"dltrain\",\"model\":\"%s\",\"batch\":%d,\"threads\":%d,\"steps\":%d,"
+               "\"reps\":%d,\"cores\":%ld,\"blas\":\"%s\",\"params\":%lld,"
+               "\"train_mflop_per_sample\":%.4f,\"step_ms\":%.4f,\"samples_per_s\":%.1f,"
+               "\"gflops\":%.3f,\"sgemm_peak_gflops\":%.3f,\"peak_pct\":%.2f,"
+               "\"final_loss\":%.5f}\n",
+               model, batch, threads, steps, reps, cores, blas, (long long)m.n_params,
+               train_flops * 1e-6, step * 1e3, batch / step, gflops, peak, 100.0 * gflops / peak,
+               loss);
+    } else {
+        printf("machine: %ld cores online, %d BLAS thread(s), %s\n", cores, threads, blas);
+        printf("model: %s (preset %s, input 1x28x28, %d classes), %lld parameters, %.3f MFLOP "
+               "per training sample\n",
+               model, preset_name, CLASSES, (long long)m.n_params, train_flops * 1e-6);
+        printf("batch %d: step %.3f ms (median of %d x %d steps after a warm-up), %.0f "
+               "samples/s, %.2f GFLOP/s (loss %.4f)\n",
+               batch, step * 1e3, reps, steps, batch / step, gflops, loss);
+        printf("sgemm 1024^3 peak on %d thread(s): %.2f GFLOP/s; the %s step reaches %.0f%% of "
+               "it\n",
+               threads, peak, model, 100.0 * gflops / peak);
+    }
+    free(x);
+    free(dl);
+    free(y);
+    dl_optim_free(&opt);
+    dl_model_free(&m);
+    return 0;
+}
