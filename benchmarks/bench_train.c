@@ -19,7 +19,6 @@
 
 #include "models/model.h"
 #include "models/presets.h"
-#include "runtime/blas.h"
 #include "runtime/optim.h"
 
 #define MAX_REPS 64
@@ -87,7 +86,6 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    dl_blas_choose_kernels(argv); /* as dltrain does: the kernels users get */
     const char *model = NULL;
     int batch = 128, threads = 1, steps = 0, reps = 7, json = 0;
     for (int i = 1; i < argc; i++) {

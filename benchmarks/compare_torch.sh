@@ -30,15 +30,10 @@ while [ $# -gt 0 ]; do
        exit 2 ;;
     esac
 done
-# dltrain starts itself with OpenBLAS's AVX-512 kernels where OpenBLAS does
-# not know the CPU (runtime/blas.h); PyTorch's dense layers use the same
-# OpenBLAS, so both sides run with the same choice.
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo &&
-    grep -qw avx512bw /proc/cpuinfo && grep -qw avx512dq /proc/cpuinfo &&
-    grep -qw avx512vl /proc/cpuinfo; then
-    export OPENBLAS_CORETYPE=SkylakeX
-fi
-echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(OpenBLAS's own choice)} for both" >&2
+# dltrain's layers and PyTorch's dense layers both run on the system's
+# OpenBLAS, so both see the same OPENBLAS_CORETYPE (whatever the environment
+# says); PyTorch's convolutions use its own oneDNN.
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset: OpenBLAS's own choice)} for both" >&2
 build=${BUILD_DIR:-build}
 py=${PYTHON:-/usr/bin/python3}
 cmake -S . -B "$build" >/dev/null

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "collectives/comm.h"
-#include "runtime/blas.h"
 #include "runtime/config.h"
 #include "runtime/dist.h"
 #include "runtime/train.h"
@@ -109,7 +108,6 @@ static int share_job_text(dl_comm_t *comm, const char *path, char **text, dl_err
 
 static int run_train(int argc, char **argv, const char *path, int n_over, char **over)
 {
-    dl_blas_choose_kernels(argv); /* before MPI: it may start the program again */
     dl_err_t err = {0};
     dl_dist_t dist;
     int rc = dl_dist_init(&dist, &argc, &argv, &err);

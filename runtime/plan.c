@@ -136,6 +136,9 @@ static void print_layer_table(const dl_model_t *m, FILE *f)
         snprintf(shape, sizeof shape, "%d x %d x %d", l->out.c, l->out.h, l->out.w);
         if (l->spec.type == DL_LAYER_ACTIVATION)
             snprintf(name, sizeof name, "%s", dl_act_name(l->spec.act));
+        else if (l->spec.type == DL_LAYER_CONV && l->spec.act != DL_ACT_NONE &&
+                 dl_act_fusable(l->spec.act)) /* applied by the convolution itself */
+            snprintf(name, sizeof name, "conv+%s", dl_act_name(l->spec.act));
         else
             snprintf(name, sizeof name, "%s", l->ops->name);
         char line[16] = "-"; /* preset layers have no job-file line */

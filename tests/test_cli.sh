@@ -28,4 +28,36 @@ expect_in $out "ranks 4, batch 32 per rank, global batch 128" "--check 4 ranks"
 expect_in $out "missing.h5" "--check missing"
 "$DLTRAIN" --check "$JOB" $DATA train.device=cuda >$out 2>&1; expect_status 2 $? "--check cuda"
 expect_in $out "no CUDA backend" "--check cuda"
+
+# --check prints the layer table of a CNN, and finds model errors with the line.
+cat >cnn.ini <<EOT
+[train]
+epochs = 1
+[data]
+train = $TESTDATA/fashion-train.h5
+test = $TESTDATA/fashion-test.h5
+[conv]
+filters = 8
+activation = relu
+[maxpool]
+[conv]
+name = second
+filters = 4
+[shortcut]
+from = -3
+[dense]
+units = 10
+EOT
+"$DLTRAIN" --check cnn.ini >$out 2>&1; expect_status 2 $? "--check shortcut shapes"
+expect_in $out "cnn.ini:13: [shortcut] cannot add an output of shape 8 x 28 x 28 to one of shape 4 x 14 x 14" "--check shortcut shapes"
+sed -i 's/^from = -3/from = second/' cnn.ini
+"$DLTRAIN" --check cnn.ini >$out 2>&1; expect_status 0 $? "--check cnn"
+expect_in $out " 1  conv+relu       6  8 x 28 x 28              80         0.113" "--check layer table"
+expect_in $out " 4  shortcut       13  4 x 14 x 14               0         0.001" "--check layer table"
+expect_in $out "total                                     8222         0.249 forward, 0.633 training" "--check layer table"
+printf '[conv]\nfilters = 10\n' >>cnn.ini
+"$DLTRAIN" --check cnn.ini >$out 2>&1; expect_status 2 $? "--check last layer"
+expect_in $out "cnn.ini:17: the last layer section is a [conv]; the last layer feeds softmax cross-entropy and must be a [dense]" "--check last layer"
+"$DLTRAIN" --check "$JOB" $DATA model.preset=cnn2 >$out 2>&1; expect_status 2 $? "--check preset and layers"
+expect_in $out "[model] preset = cnn2 and layer sections (the first at line 30) both describe the model" "--check preset and layers"
 finish
