@@ -33,7 +33,7 @@ done
 # dltrain's layers and PyTorch's dense layers both run on the system's
 # OpenBLAS, so both see the same OPENBLAS_CORETYPE (whatever the environment
 # says); PyTorch's convolutions use its own oneDNN.
-echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset: OpenBLAS's own choice)} for both" >&2
+echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset, OpenBLAS chooses} for both" >&2
 build=${BUILD_DIR:-build}
 py=${PYTHON:-/usr/bin/python3}
 cmake -S . -B "$build" >/dev/null

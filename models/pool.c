@@ -199,6 +199,29 @@ static int maxpool_backward(dl_layer_t *l, const float *x, const float *y, const
     const maxpool_work_t *wk = l->work;
     if (n > wk->max_batch)
         return DL_EINTERNAL;
+    pool_geom_t g;
+    pool_geom(l, &g);
+    if (g.k == 2 && g.s == 2 && g.p == 0 && g.h % 2 == 0 && g.w % 2 == 0) {
+        /* The windows tile the input exactly: write every element once
+         * instead of clearing dx and scattering into it. */
+        int64_t hw = (int64_t)g.h * g.w, plane = (int64_t)g.ho * g.wo;
+        for (int64_t j = 0; j < (int64_t)n * g.c; j++) {
+            float *restrict dxc = dx + j * hw;
+            const float *restrict dyc = dy + j * plane;
+            const int32_t *restrict arg = wk->arg + j * plane;
+            const int32_t base = (int32_t)((j % g.c) * hw);
+            for (int oh = 0; oh < g.ho; oh++)
+                for (int ow = 0; ow < g.wo; ow++) {
+                    int i0 = 2 * oh * g.w + 2 * ow, win = arg[oh * g.wo + ow] - base;
+                    float d = dyc[oh * g.wo + ow];
+                    dxc[i0] = win == i0 ? d : 0.0f;
+                    dxc[i0 + 1] = win == i0 + 1 ? d : 0.0f;
+                    dxc[i0 + g.w] = win == i0 + g.w ? d : 0.0f;
+                    dxc[i0 + g.w + 1] = win == i0 + g.w + 1 ? d : 0.0f;
+                }
+        }
+        return 0;
+    }
     memset(dx, 0, (size_t)n * (size_t)l->in_size * sizeof(float));
     for (int i = 0; i < n; i++) {
         float *restrict dxi = dx + (int64_t)i * l->in_size;

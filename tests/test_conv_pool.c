@@ -1,8 +1,9 @@
 /* Convolution and pooling layers: forward and backward against central finite
  * differences of f = sum(y * r) for a fixed random r (backward run with
- * dy = r, sums in double), convolution forward against a direct loop, every
- * setup error message, and a timing print (not an assertion) of one
- * convolution's forward and backward.
+ * dy = r, sums in double), convolution forward against a direct loop, the
+ * Winograd path (forced with dl_conv_set_algo) against both and against
+ * im2col, every setup error message, and a timing print (not an assertion)
+ * of one convolution's forward and backward with each algorithm.
  *
  * Layers are built by hand: ops, spec, in shape, in_size; setup, alloc; the
  * parameter and gradient views point at the test's own arrays (weights first,
@@ -15,6 +16,7 @@
 
 #include "check.h"
 #include "models/model.h"
+#include "models/winograd.h"
 
 #define H 1e-2 /* step of the central differences; f32 rounding limits smaller steps */
 
@@ -242,6 +244,168 @@ static void test_conv(void)
     test_conv_naive(2, 12, 13, conv_spec(4, 4, 3, 2, 1, 1), 3, 3);
 }
 
+/* A conv layer forced onto the given algorithm; 0 on success. */
+static int make_conv(test_layer_t *t, dl_layer_spec_t spec, int c, int h, int w, int max_batch,
+                     dl_conv_algo_t algo)
+{
+    if (make_layer(t, &dl_conv_ops, spec, c, h, w, max_batch) != 0)
+        return -1;
+    if (dl_conv_set_algo(&t->l, algo) != 0) {
+        free_layer(t);
+        return -1;
+    }
+    CHECK(dl_conv_get_algo(&t->l) == algo);
+    return 0;
+}
+
+static dl_layer_spec_t with_act(dl_layer_spec_t spec, dl_act_t act)
+{
+    spec.act = act;
+    return spec;
+}
+
+/* Winograd (forward pass too) through finite differences of dx, dW and db. */
+static void test_wino_grad(int c, int h, int w, dl_layer_spec_t spec, int n, int max_batch)
+{
+    test_layer_t t;
+    if (make_conv(&t, spec, c, h, w, max_batch, DL_CONV_WINOGRAD_FWD) != 0) {
+        CHECK(0);
+        return;
+    }
+    check_layer(&t, n, NULL);
+    free_layer(&t);
+}
+
+/* Winograd forward against the direct loop (with the fused activation applied
+ * to it), to 1e-5 of max |y|: F(2x2, 3x3) in float is that accurate. */
+static void test_wino_naive(int c, int h, int w, dl_layer_spec_t spec, int n, int max_batch)
+{
+    test_layer_t t;
+    if (make_conv(&t, spec, c, h, w, max_batch, DL_CONV_WINOGRAD_FWD) != 0) {
+        CHECK(0);
+        return;
+    }
+    int64_t nout = n * t.l.out_size;
+    float *x = random_buf(n * t.l.in_size, 1.0), *y = malloc(sizeof(float) * (size_t)nout);
+    double *ref = malloc(sizeof(double) * (size_t)nout), big = 0.0;
+    CHECK(t.l.ops->forward(&t.l, x, y, n) == 0);
+    naive_conv(&t.l, x, ref, n);
+    for (int64_t i = 0; i < nout; i++) {
+        if (spec.act == DL_ACT_RELU && ref[i] < 0.0)
+            ref[i] = 0.0;
+        big = fabs(ref[i]) > big ? fabs(ref[i]) : big;
+    }
+    CHECK(big > 0.0);
+    for (int64_t i = 0; i < nout; i++)
+        CHECK_CLOSE(y[i], ref[i], 0, 1e-5 * big);
+    free(x);
+    free(y);
+    free(ref);
+    free_layer(&t);
+}
+
+/* Winograd's y, dx, dW and db against im2col's on the same layer and data,
+ * to 1e-5 of the largest magnitude of each, for both Winograd modes: sizes
+ * too large for finite differences, and ReLU, whose kink finite differences
+ * can straddle. */
+static void test_wino_vs_im2col(int c, int h, int w, dl_layer_spec_t spec, int n, int max_batch)
+{
+    test_layer_t t;
+    if (make_conv(&t, spec, c, h, w, max_batch, DL_CONV_IM2COL) != 0) {
+        CHECK(0);
+        return;
+    }
+    int64_t nin = n * t.l.in_size, nout = n * t.l.out_size;
+    float *x = random_buf(nin, 1.0), *dy = random_buf(nout, 1.0);
+    float *y[3], *dx[3], *g[3];
+    dl_conv_algo_t algo[3] = {DL_CONV_IM2COL, DL_CONV_WINOGRAD, DL_CONV_WINOGRAD_FWD};
+    for (int a = 0; a < 3; a++) {
+        y[a] = malloc(sizeof(float) * (size_t)nout);
+        dx[a] = malloc(sizeof(float) * (size_t)nin);
+        g[a] = malloc(sizeof(float) * (size_t)t.np);
+        CHECK(dl_conv_set_algo(&t.l, algo[a]) == 0);
+        CHECK(t.l.ops->forward(&t.l, x, y[a], n) == 0);
+        CHECK(t.l.ops->backward(&t.l, x, y[a], dy, dx[a], n) == 0);
+        memcpy(g[a], t.grads, sizeof(float) * (size_t)t.np);
+    }
+    /* The default Winograd mode leaves the forward pass to im2col, bit for bit. */
+    CHECK(memcmp(y[0], y[1], sizeof(float) * (size_t)nout) == 0);
+    for (int a = 1; a < 3; a++) {
+        const float *pa[3] = {y[0], dx[0], g[0]}, *pb[3] = {y[a], dx[a], g[a]};
+        int64_t len[3] = {nout, nin, t.np};
+        for (int k = 0; k < 3; k++) {
+            double big = 0.0;
+            for (int64_t i = 0; i < len[k]; i++)
+                big = fabs(pa[k][i]) > big ? fabs(pa[k][i]) : big;
+            CHECK(big > 0.0);
+            for (int64_t i = 0; i < len[k]; i++)
+                CHECK_CLOSE(pb[k][i], pa[k][i], 0, 1e-5 * big);
+        }
+    }
+    for (int a = 0; a < 3; a++) {
+        free(y[a]);
+        free(dx[a]);
+        free(g[a]);
+    }
+    free(x);
+    free(dy);
+    free_layer(&t);
+}
+
+static void test_wino(void)
+{
+    /* Odd outputs need partial tiles: 7x7 (pad 1), 5x9 (pad 0), 5x6 (pad 2 on 3x4). */
+    test_wino_grad(1, 7, 7, conv_spec(3, 3, 1, 1, 1, 1), 2, 2);
+    test_wino_grad(2, 7, 11, conv_spec(3, 3, 1, 0, 1, 0), 2, 2);
+    test_wino_grad(3, 3, 4, conv_spec(2, 3, 1, 2, 1, 1), 3, 3);
+    /* Several Winograd blocks (100 tiles a sample) and a fused smooth activation. */
+    test_wino_grad(1, 20, 20, with_act(conv_spec(2, 3, 1, 1, 1, 1), DL_ACT_TANH), 4, 4);
+    test_wino_grad(32, 5, 9, with_act(conv_spec(4, 3, 1, 1, 1, 1), DL_ACT_TANH), 2, 2);
+    test_wino_grad(32, 4, 3, conv_spec(2, 3, 1, 2, 1, 0), 1, 1);
+    /* Forward against direct loops: C = 1 and 32, pads 0, 1, 2, odd and even sizes, ReLU. */
+    test_wino_naive(1, 28, 28, with_act(conv_spec(32, 3, 1, 1, 1, 1), DL_ACT_RELU), 3, 3);
+    test_wino_naive(32, 14, 14, with_act(conv_spec(64, 3, 1, 1, 1, 1), DL_ACT_RELU), 9, 9);
+    test_wino_naive(32, 7, 7, conv_spec(16, 3, 1, 1, 1, 0), 4, 4);
+    test_wino_naive(32, 7, 11, conv_spec(8, 3, 1, 0, 1, 1), 3, 3);
+    test_wino_naive(5, 6, 9, conv_spec(7, 3, 1, 2, 1, 1), 3, 3);
+    test_wino_naive(3, 3, 3, conv_spec(4, 3, 1, 0, 1, 1), 2, 2); /* a single 1x1 output */
+    /* Backward against im2col, with ReLU, bias or not, pads 0..2, several blocks. */
+    test_wino_vs_im2col(32, 14, 14, with_act(conv_spec(64, 3, 1, 1, 1, 1), DL_ACT_RELU), 9, 9);
+    test_wino_vs_im2col(32, 9, 7, with_act(conv_spec(16, 3, 1, 0, 1, 0), DL_ACT_RELU), 5, 5);
+    test_wino_vs_im2col(16, 5, 8, with_act(conv_spec(32, 3, 1, 2, 1, 1), DL_ACT_RELU), 4, 4);
+    test_wino_vs_im2col(1, 28, 28, with_act(conv_spec(32, 3, 1, 1, 1, 1), DL_ACT_RELU), 3, 3);
+
+    /* Default Winograd mode (gradients only) through finite differences. */
+    test_layer_t t;
+    if (make_conv(&t, conv_spec(3, 3, 1, 1, 1, 1), 2, 5, 7, 2, DL_CONV_WINOGRAD) == 0) {
+        check_layer(&t, 2, NULL);
+        free_layer(&t);
+    }
+    /* The automatic choice: Winograd with channels on both sides, not for C = 1
+     * (the first layer) nor where it does not apply (stride 2, groups, 5x5). */
+    dl_layer_spec_t ok = conv_spec(64, 3, 1, 1, 1, 1);
+    if (make_layer(&t, &dl_conv_ops, ok, 32, 14, 14, 4) == 0)
+        CHECK(dl_conv_get_algo(&t.l) == DL_CONV_WINOGRAD);
+    free_layer(&t);
+    if (make_layer(&t, &dl_conv_ops, conv_spec(32, 3, 1, 1, 1, 1), 1, 28, 28, 4) == 0) {
+        CHECK(dl_conv_get_algo(&t.l) == DL_CONV_IM2COL);
+        CHECK(dl_conv_set_algo(&t.l, DL_CONV_WINOGRAD) == 0);
+        CHECK(dl_conv_set_algo(&t.l, DL_CONV_AUTO) == 0);
+        CHECK(dl_conv_get_algo(&t.l) == DL_CONV_IM2COL);
+    }
+    free_layer(&t);
+    dl_layer_spec_t no[3] = {conv_spec(64, 3, 2, 1, 1, 1), conv_spec(64, 3, 1, 1, 2, 1),
+                             conv_spec(64, 5, 1, 2, 1, 1)};
+    for (int i = 0; i < 3; i++)
+        if (make_layer(&t, &dl_conv_ops, no[i], 32, 14, 14, 4) == 0) {
+            CHECK(dl_conv_get_algo(&t.l) == DL_CONV_IM2COL);
+            CHECK(dl_conv_set_algo(&t.l, DL_CONV_WINOGRAD) == DL_EINPUT);
+            CHECK(dl_conv_set_algo(&t.l, DL_CONV_WINOGRAD_FWD) == DL_EINPUT);
+            CHECK(dl_conv_get_algo(&t.l) == DL_CONV_IM2COL);
+            free_layer(&t);
+        }
+}
+
 static void test_conv_init(void)
 {
     /* Kaiming normal (AUTO before ReLU): variance 2 / fan_in with fan_in = (C/g)*k*k;
@@ -454,15 +618,15 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Timing print: F=64, C=32, 14x14, k=3, pad 1, one thread; GFLOP/s counts
- * forward flops x 3 (forward, weight gradient, input gradient). Beside it, a
- * 512^3 sgemm as the machine's single-thread reference. */
-static void bench_conv(int batch)
+/* Timing print: F=64, C=32, 14x14, k=3, pad 1, one thread, with each
+ * algorithm (im2col; Winograd gradients, the default; Winograd forward too);
+ * GFLOP/s counts the direct convolution's forward flops x 3 (forward, weight
+ * gradient, input gradient). */
+static void bench_conv_algo(int batch, dl_conv_algo_t algo, const char *name)
 {
-    openblas_set_num_threads(1);
     test_layer_t t;
     dl_layer_spec_t spec = conv_spec(64, 3, 1, 1, 1, 1);
-    if (make_layer(&t, &dl_conv_ops, spec, 32, 14, 14, batch) != 0) {
+    if (make_conv(&t, spec, 32, 14, 14, batch, algo) != 0) {
         CHECK(0);
         return;
     }
@@ -491,10 +655,10 @@ static void bench_conv(int batch)
     qsort(tot, REPS, sizeof(double), cmp_double);
     qsort(cpu, REPS, sizeof(double), cmp_double);
     double fl = (double)t.l.ops->flops(&t.l) * batch;
-    printf("conv F=64 C=32 14x14 k=3 pad=1 batch=%d, 1 thread, median of %d: forward %.2f ms "
-           "(%.1f GFLOP/s), backward %.2f ms (%.1f GFLOP/s), forward+backward %.2f ms "
+    printf("conv F=64 C=32 14x14 k=3 pad=1 batch=%d, %s, 1 thread, median of %d: forward %.2f "
+           "ms (%.1f GFLOP/s), backward %.2f ms (%.1f GFLOP/s), forward+backward %.2f ms "
            "(%.1f GFLOP/s; by CPU time %.2f ms, %.1f GFLOP/s)\n",
-           batch, REPS, 1e3 * tf[REPS / 2], 1e-9 * fl / tf[REPS / 2], 1e3 * tb[REPS / 2],
+           batch, name, REPS, 1e3 * tf[REPS / 2], 1e-9 * fl / tf[REPS / 2], 1e3 * tb[REPS / 2],
            1e-9 * 2 * fl / tb[REPS / 2], 1e3 * tot[REPS / 2], 1e-9 * 3 * fl / tot[REPS / 2],
            1e3 * cpu[REPS / 2], 1e-9 * 3 * fl / cpu[REPS / 2]);
     free(x);
@@ -502,7 +666,17 @@ static void bench_conv(int batch)
     free(y);
     free(dx);
     free_layer(&t);
+}
 
+/* The three algorithms' timing prints, then a 512^3 sgemm as the machine's
+ * single-thread reference. */
+static void bench_conv(int batch)
+{
+    openblas_set_num_threads(1);
+    bench_conv_algo(batch, DL_CONV_IM2COL, "im2col");
+    bench_conv_algo(batch, DL_CONV_WINOGRAD, "Winograd gradients");
+    bench_conv_algo(batch, DL_CONV_WINOGRAD_FWD, "Winograd forward and gradients");
+    enum { REPS = 5 };
     int m = 512;
     float *a = random_buf((int64_t)m * m, 1.0), *b = random_buf((int64_t)m * m, 1.0);
     float *c = malloc(sizeof(float) * (size_t)m * m);
@@ -526,6 +700,7 @@ int main(void)
 {
     dl_rng_seed(&rng, 12345, 0);
     test_conv();
+    test_wino();
     test_conv_init();
     test_pool();
     test_setup_errors();
