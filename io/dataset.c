@@ -690,3 +690,8 @@ int dl_dataset_read(dl_dataset_t *ds, const int64_t *idx, int n, float *images, 
     }
     return rc;
 }
+
+void dl_dataset_thread_init(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}

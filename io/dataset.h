@@ -48,6 +48,12 @@ int dl_dataset_read(dl_dataset_t *ds, const int64_t *idx, int n, float *images, 
 
 void dl_dataset_close(dl_dataset_t *ds);
 
+/* Prepare the calling thread for dataset reads: HDF5 keeps its error
+ * printing per thread, and dltrain reports errors itself. dl_dataset_open
+ * does this for the thread that opens. A dl_dataset_t is used by one thread
+ * at a time (it keeps scratch buffers). */
+void dl_dataset_thread_init(void);
+
 /* Convert an IDX image file and IDX label file (gzip-compressed or plain) to a
  * schema-1 HDF5 file at out_path, computing per-channel mean and std. The file
  * is written to out_path.tmp and renamed on success. */

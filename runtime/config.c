@@ -70,6 +70,8 @@ static const key_def_t keys[] = {
     {"data", "train", K_STRING, C(train_data), NULL, 0, 0, NULL,
      "training data: an HDF5 file, a comma-separated list or a glob of shards (required)"},
     {"data", "test", K_STRING, C(test_data), NULL, 0, 0, NULL, "test data, same forms (required)"},
+    {"data", "prefetch", K_INT, C(prefetch), "2", 1, 64, NULL,
+     "batches the I/O thread reads ahead of the step that needs them"},
     {"data", "shuffle", K_BOOL, C(shuffle), "true", 0, 0, NULL,
      "a new seeded order every epoch; false reads the samples in file order"},
     {"data", "crop_padding", K_INT, C(crop_padding), "0", 0, 64, NULL,

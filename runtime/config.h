@@ -45,6 +45,7 @@ typedef struct dl_config {
     double label_smoothing;
     /* [data] */
     char train_data[DL_PATH_MAX], test_data[DL_PATH_MAX];
+    int64_t prefetch;     /* batches read ahead by the I/O thread */
     int shuffle;          /* a seeded permutation per epoch (else file order) */
     int64_t crop_padding; /* augmentation: random crop after this much zero padding (0 = off) */
     int flip;             /* augmentation: random horizontal flips */

@@ -20,6 +20,7 @@ typedef struct dl_step_stats {
     double epoch;              /* fractional epochs done */
     int64_t epochs_total;
     double loss, accuracy, lr, samples_per_s, elapsed_s, eta_s;
+    double data_wait_ms; /* mean wait for the next batch per step and rank */
 } dl_step_stats_t;
 
 /* Create run_dir (and parents) and open its CSV files for writing. bar: 1 to

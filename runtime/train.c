@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "../io/augment.h"
+#include "../io/loader.h"
 #include "../io/params.h"
 #include "blas.h"
 #include "metrics.h"
@@ -65,9 +66,13 @@ typedef struct trainer {
     dl_model_t model;
     dl_optim_t opt;
     dl_augment_t aug;
-    int64_t *perm, *idx;
-    float *x, *dlogits, *aug_scratch, *pad_value;
-    int32_t *y;
+    dl_loader_t *loader; /* the I/O thread: every read of either dataset goes through it */
+    int64_t *perm;       /* the order of the epoch perm_epoch (of the newest request) */
+    int64_t perm_epoch;
+    int64_t requested; /* training steps whose batches have been requested */
+    int64_t *idx;
+    float *dlogits, *aug_scratch, *pad_value;
+    double data_wait_s; /* waited for batches since the last log */
     int max_batch;
     dl_metrics_t metrics;
 } trainer_t;
@@ -116,24 +121,25 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
     if (rc)
         return rc;
     t->perm = dl_calloc((size_t)p->train.n, sizeof(int64_t), err);
+    t->perm_epoch = -1;
     t->idx = dl_calloc((size_t)t->max_batch, sizeof(int64_t), err);
-    t->x = dl_calloc((size_t)t->max_batch * (size_t)p->in_size, sizeof(float), err);
-    t->y = dl_calloc((size_t)t->max_batch, sizeof(int32_t), err);
     t->dlogits = dl_calloc((size_t)p->batch * (size_t)p->train.num_classes, sizeof(float), err);
-    if (!t->perm || !t->idx || !t->x || !t->y || !t->dlogits)
+    if (!t->perm || !t->idx || !t->dlogits)
         return DL_ENOMEM;
+    rc = dl_loader_start(&t->loader, (int)t->cfg->prefetch, t->max_batch, p->in_size, err);
+    if (rc)
+        return rc;
     return setup_augment(t, err);
 }
 
 static void free_trainer(trainer_t *t)
 {
+    dl_loader_stop(t->loader); /* before the datasets close */
     dl_model_free(&t->model);
     dl_optim_free(&t->opt);
     dl_plan_free(&t->plan);
     free(t->perm);
     free(t->idx);
-    free(t->x);
-    free(t->y);
     free(t->dlogits);
     free(t->aug_scratch);
     free(t->pad_value);
@@ -176,7 +182,17 @@ static int average_state(trainer_t *t, dl_err_t *err)
     return rc;
 }
 
-/* Test loss and accuracy over the whole test set, split across ranks. */
+/* Ask for this rank's test samples [lo + i*chunk, ...). */
+static int request_test(trainer_t *t, int64_t from, int64_t hi, dl_err_t *err)
+{
+    int nb = (int)(hi - from < t->max_batch ? hi - from : t->max_batch);
+    for (int j = 0; j < nb; j++)
+        t->idx[j] = from + j;
+    return dl_loader_request(t->loader, t->test, t->idx, nb, err);
+}
+
+/* Test loss and accuracy over the whole test set, split across ranks; the
+ * loader reads the next chunks while the model evaluates one. */
 static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
 {
     int64_t n = t->plan.test.n;
@@ -185,21 +201,28 @@ static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
     double sums[3] = {0, 0, 0}; /* loss, correct, samples */
     int rc = average_state(t, err);
     t->model.ctx.training = 0;
-    for (int64_t i = lo; i < hi && !rc; i += t->max_batch) {
-        int nb = (int)(hi - i < t->max_batch ? hi - i : t->max_batch);
-        for (int j = 0; j < nb; j++)
-            t->idx[j] = i + j;
-        rc = dl_dataset_read(t->test, t->idx, nb, t->x, t->y, err);
-        if (rc)
+    int64_t asked = lo; /* first sample not yet requested */
+    int depth = (int)t->cfg->prefetch;
+    for (int pending = 0; !rc && (pending > 0 || asked < hi);) {
+        while (!rc && pending < depth && asked < hi) {
+            rc = request_test(t, asked, hi, err);
+            asked += t->max_batch;
+            pending++;
+        }
+        float *x;
+        int32_t *y;
+        int nb;
+        if (rc || (rc = dl_loader_next(t->loader, &x, &y, &nb, NULL, err)) != 0)
             break;
-        const float *logits = dl_model_forward(&t->model, t->x, nb, err);
+        pending--;
+        const float *logits = dl_model_forward(&t->model, x, nb, err);
         if (!logits) {
             rc = err->code;
             break;
         }
         int64_t correct = 0;
-        sums[0] += dl_softmax_xent(logits, t->y, nb, k, (float)t->cfg->label_smoothing, 0.0f, NULL,
-                                   &correct);
+        sums[0] +=
+            dl_softmax_xent(logits, y, nb, k, (float)t->cfg->label_smoothing, 0.0f, NULL, &correct);
         sums[1] += (double)correct;
         sums[2] += nb;
     }
@@ -213,13 +236,14 @@ static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
     return 0;
 }
 
-/* One optimiser step on this rank's part of global batch `step`. Adds this
- * rank's loss sum and correct count to acc[0..1]. */
-static int train_step(trainer_t *t, int64_t step, double lr, double *acc, dl_err_t *err)
+/* Ask the loader for this rank's part of global batch `step`. The epoch's
+ * order is computed when its first batch is requested (requests run ahead
+ * of the steps, never behind). */
+static int request_step(trainer_t *t, int64_t step, dl_err_t *err)
 {
     const dl_plan_t *p = &t->plan;
-    int64_t in_epoch = step % p->steps_per_epoch, epoch = step / p->steps_per_epoch;
-    if (in_epoch == 0) {
+    int64_t epoch = step / p->steps_per_epoch, in_epoch = step % p->steps_per_epoch;
+    if (epoch != t->perm_epoch) {
         dl_rng_t rng;
         dl_rng_seed(&rng, (uint64_t)t->cfg->seed, SHUFFLE_STREAM + (uint64_t)epoch);
         if (t->cfg->shuffle)
@@ -227,22 +251,48 @@ static int train_step(trainer_t *t, int64_t step, double lr, double *acc, dl_err
         else
             for (int64_t i = 0; i < p->train.n; i++)
                 t->perm[i] = i;
+        t->perm_epoch = epoch;
     }
-    int b = (int)p->batch;
-    int64_t pos = in_epoch * p->global_batch + (int64_t)t->rank * b;
-    int rc = dl_dataset_read(t->train, t->perm + pos, b, t->x, t->y, err);
+    int64_t pos = in_epoch * p->global_batch + (int64_t)t->rank * p->batch;
+    return dl_loader_request(t->loader, t->train, t->perm + pos, (int)p->batch, err);
+}
+
+/* Keep up to prefetch training batches requested ahead of `step`, but none
+ * beyond `limit` (an evaluation reads through the same loader in between). */
+static int prefetch(trainer_t *t, int64_t step, int64_t limit, dl_err_t *err)
+{
+    int rc = 0;
+    while (!rc && t->requested < limit && t->requested < step + t->cfg->prefetch)
+        rc = request_step(t, t->requested++, err);
+    return rc;
+}
+
+/* One optimiser step on this rank's part of global batch `step`, whose
+ * batch was requested earlier. Adds this rank's loss sum and correct count
+ * to acc[0..1]. */
+static int train_step(trainer_t *t, int64_t step, double lr, double *acc, dl_err_t *err)
+{
+    const dl_plan_t *p = &t->plan;
+    int64_t in_epoch = step % p->steps_per_epoch, epoch = step / p->steps_per_epoch;
+    float *x = NULL;
+    int32_t *y = NULL;
+    int b = 0;
+    double waited = 0.0;
+    int rc = dl_loader_next(t->loader, &x, &y, &b, &waited, err);
+    t->data_wait_s += waited;
     rc = agree(t->comm, rc, err);
     if (rc)
         return rc;
-    dl_augment_batch(&t->aug, t->x, b, epoch, pos, t->aug_scratch);
+    int64_t pos = in_epoch * p->global_batch + (int64_t)t->rank * p->batch;
+    dl_augment_batch(&t->aug, x, b, epoch, pos, t->aug_scratch);
     dl_model_t *m = &t->model;
     m->ctx.training = 1;
     m->ctx.step = (uint64_t)step;
-    const float *logits = dl_model_forward(m, t->x, b, err);
+    const float *logits = dl_model_forward(m, x, b, err);
     if (!logits)
         return err->code;
     int64_t correct = 0;
-    acc[0] += dl_softmax_xent(logits, t->y, b, p->train.num_classes, (float)t->cfg->label_smoothing,
+    acc[0] += dl_softmax_xent(logits, y, b, p->train.num_classes, (float)t->cfg->label_smoothing,
                               1.0f / (float)p->global_batch, t->dlogits, &correct);
     acc[1] += (double)correct;
     rc = dl_model_backward(m, t->dlogits, b, err);
@@ -300,9 +350,12 @@ static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
 static int log_step(trainer_t *t, int64_t done, double *acc, int64_t steps_since, double lr,
                     double t_start, double *t_last, double *loss_out, dl_err_t *err)
 {
-    int rc = dl_comm_allreduce_sum_f64(t->comm, acc, 2, err);
+    double sums[3] = {acc[0], acc[1], t->data_wait_s};
+    int rc = dl_comm_allreduce_sum_f64(t->comm, sums, 3, err);
     if (rc)
         return rc;
+    acc[0] = sums[0];
+    acc[1] = sums[1];
     double samples = (double)steps_since * (double)t->plan.global_batch;
     double now = now_s();
     *loss_out = acc[0] / samples;
@@ -319,12 +372,31 @@ static int log_step(trainer_t *t, int64_t done, double *acc, int64_t steps_since
             .samples_per_s = samples / (now - *t_last),
             .elapsed_s = now - t_start,
             .eta_s = (now - t_start) / (double)done * (double)(t->plan.total_steps - done),
+            .data_wait_ms = 1e3 * sums[2] / t->world / (double)steps_since,
         };
         dl_metrics_step(&t->metrics, &s);
     }
     *t_last = now;
     acc[0] = acc[1] = 0.0;
+    t->data_wait_s = 0.0;
     return 0;
+}
+
+static int evaluates_after(const trainer_t *t, int64_t done)
+{
+    int64_t spe = t->plan.steps_per_epoch;
+    return t->cfg->eval_every && done % spe == 0 && (done / spe) % t->cfg->eval_every == 0;
+}
+
+/* The number of steps after which the next evaluation (or the end) comes:
+ * batches are not requested beyond it. */
+static int64_t eval_barrier(const trainer_t *t, int64_t step)
+{
+    int64_t spe = t->plan.steps_per_epoch, total = t->plan.total_steps;
+    for (int64_t done = (step / spe + 1) * spe; done < total; done += spe)
+        if (evaluates_after(t, done))
+            return done;
+    return total;
 }
 
 static int run_loop(trainer_t *t, run_result_t *r, dl_err_t *err)
@@ -337,15 +409,16 @@ static int run_loop(trainer_t *t, run_result_t *r, dl_err_t *err)
     int rc = 0;
     for (int64_t step = 0; step < p->total_steps && !rc; step++) {
         double lr = dl_schedule_lr(&cfg->sched, cfg->optim.lr, step, p->total_steps);
-        rc = train_step(t, step, lr, acc, err);
+        rc = prefetch(t, step, eval_barrier(t, step), err);
+        if (!rc)
+            rc = train_step(t, step, lr, acc, err);
         int64_t done = step + 1;
         if (!rc && (done % cfg->log_every == 0 || done == p->total_steps)) {
             rc = log_step(t, done, acc, done - last_log, lr, t0, &t_last, &r->train_loss, err);
             last_log = done;
         }
-        int epoch_end = done % p->steps_per_epoch == 0;
         int64_t epoch = done / p->steps_per_epoch;
-        if (!rc && epoch_end && cfg->eval_every && epoch % cfg->eval_every == 0) {
+        if (!rc && evaluates_after(t, done)) {
             double te = now_s();
             rc = evaluate(t, &r->test_loss, &r->test_acc, err);
             if (!rc && t->rank == 0)

@@ -1,0 +1,175 @@
+/* Background batch loading; see loader.h.
+ *
+ * Requests go into a ring of depth + 1 slots: up to depth outstanding, plus
+ * the one the consumer holds. Three counters, guarded by one mutex, say where
+ * everything is: requested (made by the consumer), done (read by the I/O
+ * thread) and taken (handed back by dl_loader_next); slot k % nslots holds
+ * request k. The thread reads without holding the mutex. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "loader.h"
+
+typedef struct slot {
+    dl_dataset_t *ds;
+    int64_t *idx;
+    int n;
+    float *x;
+    int32_t *y;
+    int rc;
+    dl_err_t err;
+} slot_t;
+
+struct dl_loader {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;  /* a request was made, or stop */
+    pthread_cond_t ready; /* a request was read */
+    int depth, nslots, max_batch, stop, started;
+    int64_t in_size;
+    int64_t requested, done, taken;
+    slot_t *slots;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void *io_thread(void *arg)
+{
+    dl_loader_t *l = arg;
+    dl_dataset_thread_init();
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (l->done == l->requested && !l->stop)
+            pthread_cond_wait(&l->wake, &l->mu);
+        if (l->stop)
+            break;
+        slot_t *s = &l->slots[l->done % l->nslots];
+        pthread_mutex_unlock(&l->mu);
+        memset(&s->err, 0, sizeof s->err);
+        s->rc = dl_dataset_read(s->ds, s->idx, s->n, s->x, s->y, &s->err);
+        pthread_mutex_lock(&l->mu);
+        l->done++;
+        pthread_cond_signal(&l->ready);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static void free_slots(dl_loader_t *l)
+{
+    for (int i = 0; l->slots && i < l->nslots; i++) {
+        free(l->slots[i].idx);
+        free(l->slots[i].x);
+        free(l->slots[i].y);
+    }
+    free(l->slots);
+}
+
+int dl_loader_start(dl_loader_t **out, int depth, int max_batch, int64_t in_size, dl_err_t *err)
+{
+    *out = NULL;
+    if (depth < 1 || max_batch < 1)
+        return DL_ERR(err, DL_EINTERNAL, "dl_loader_start: depth %d, max_batch %d", depth,
+                      max_batch);
+    dl_loader_t *l = dl_calloc(1, sizeof *l, err);
+    if (!l)
+        return DL_ENOMEM;
+    l->depth = depth;
+    l->nslots = depth + 1;
+    l->max_batch = max_batch;
+    l->in_size = in_size;
+    l->slots = dl_calloc((size_t)l->nslots, sizeof *l->slots, err);
+    int rc = l->slots ? 0 : DL_ENOMEM;
+    for (int i = 0; !rc && i < l->nslots; i++) {
+        slot_t *s = &l->slots[i];
+        s->idx = dl_calloc((size_t)max_batch, sizeof *s->idx, err);
+        s->x = dl_calloc((size_t)max_batch * (size_t)in_size, sizeof *s->x, err);
+        s->y = dl_calloc((size_t)max_batch, sizeof *s->y, err);
+        if (!s->idx || !s->x || !s->y)
+            rc = DL_ENOMEM;
+    }
+    if (!rc && (pthread_mutex_init(&l->mu, NULL) || pthread_cond_init(&l->wake, NULL) ||
+                pthread_cond_init(&l->ready, NULL)))
+        rc = DL_ERR(err, DL_ELIB, "cannot create the data loader's locks");
+    if (!rc && pthread_create(&l->thread, NULL, io_thread, l) != 0)
+        rc = DL_ERR(err, DL_ELIB, "cannot start the data loader's I/O thread");
+    if (rc) {
+        free_slots(l);
+        free(l);
+        return rc;
+    }
+    l->started = 1;
+    *out = l;
+    return 0;
+}
+
+int dl_loader_request(dl_loader_t *l, dl_dataset_t *ds, const int64_t *idx, int n, dl_err_t *err)
+{
+    if (n < 1 || n > l->max_batch)
+        return DL_ERR(err, DL_EINTERNAL, "dl_loader_request: %d samples (at most %d)", n,
+                      l->max_batch);
+    pthread_mutex_lock(&l->mu);
+    int full = l->requested - l->taken >= l->depth;
+    pthread_mutex_unlock(&l->mu);
+    if (full) /* waiting here would wait forever: only the caller takes */
+        return DL_ERR(err, DL_EINTERNAL, "dl_loader_request: %d requests already outstanding",
+                      l->depth);
+    /* Only this thread writes slots that are not yet requested. */
+    slot_t *s = &l->slots[l->requested % l->nslots];
+    s->ds = ds;
+    s->n = n;
+    memcpy(s->idx, idx, (size_t)n * sizeof *idx);
+    pthread_mutex_lock(&l->mu);
+    l->requested++;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+int dl_loader_next(dl_loader_t *l, float **x, int32_t **y, int *n, double *wait_s, dl_err_t *err)
+{
+    double t0 = now_s();
+    pthread_mutex_lock(&l->mu);
+    if (l->taken == l->requested) {
+        pthread_mutex_unlock(&l->mu);
+        return DL_ERR(err, DL_EINTERNAL, "dl_loader_next: nothing was requested");
+    }
+    while (l->done == l->taken)
+        pthread_cond_wait(&l->ready, &l->mu);
+    slot_t *s = &l->slots[l->taken % l->nslots];
+    l->taken++;
+    pthread_mutex_unlock(&l->mu);
+    if (wait_s)
+        *wait_s = now_s() - t0;
+    if (s->rc) {
+        *err = s->err;
+        return s->rc;
+    }
+    *x = s->x;
+    *y = s->y;
+    *n = s->n;
+    return 0;
+}
+
+void dl_loader_stop(dl_loader_t *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->thread, NULL);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->wake);
+    pthread_cond_destroy(&l->ready);
+    free_slots(l);
+    free(l);
+}
