@@ -30,29 +30,26 @@ while [ $# -gt 0 ]; do
        exit 2 ;;
     esac
 done
-# dltrain's layers and PyTorch's dense layers both run on the system's
-# OpenBLAS, so both see the same OPENBLAS_CORETYPE (whatever the environment
-# says); PyTorch's convolutions use its own oneDNN.
-echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset, OpenBLAS chooses} for both" >&2
 build=${BUILD_DIR:-build}
 py=${PYTHON:-/usr/bin/python3}
 cmake -S . -B "$build" >/dev/null
 cmake --build "$build" -j"$(nproc)" --target bench_train >/dev/null
 
-results=$(mktemp)
-trap 'rm -f "$results"' EXIT
-for r in $(seq "$rounds"); do
-  for m in $models; do
-    # Same steps per repetition on both sides; dltrain, then PyTorch.
-    echo "round $r/$rounds: $m" >&2
-    "$build/bin/bench_train" --model "$m" --batch "$batch" --threads "$threads" --reps "$reps" \
-        --json >>"$results"
-    "$py" benchmarks/torch_train.py --model "$m" --batch "$batch" --threads "$threads" \
-        --reps "$reps" >>"$results"
-  done
-done
+# One table: both programs alternately, rounds times, then the medians.
+table() {
+    results=$(mktemp)
+    for r in $(seq "$rounds"); do
+      for m in $models; do
+        # Same steps per repetition on both sides; dltrain, then PyTorch.
+        echo "round $r/$rounds: $m" >&2
+        "$build/bin/bench_train" --model "$m" --batch "$batch" --threads "$threads" --reps "$reps" \
+            --json >>"$results"
+        "$py" benchmarks/torch_train.py --model "$m" --batch "$batch" --threads "$threads" \
+            --reps "$reps" >>"$results"
+      done
+    done
 
-"$py" - "$results" <<'PY'
+    "$py" - "$results" <<'PY'
 import json, os, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 dl = [r for r in rows if r["impl"] == "dltrain"]
@@ -60,7 +57,8 @@ pt = [r for r in rows if r["impl"] == "torch"]
 med = statistics.median
 targets = {"mlp": 0.75, "cnn": 0.6}
 print(f"machine: {dl[0]['cores']} cores online; {dl[0]['blas']}")
-print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} for dltrain and PyTorch")
+print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset: OpenBLAS chooses)')} "
+      "for dltrain and PyTorch")
 print(f"torch {pt[0]['torch']}, oneDNN (torch.backends.mkldnn.is_available()): {pt[0]['mkldnn']}")
 print(f"batch {dl[0]['batch']}, {dl[0]['threads']} thread(s); each figure: median of "
       f"{dl[0]['reps']} repetitions after a warm-up, then median over {len(dl) // len({r['model'] for r in dl})} "
@@ -87,3 +85,18 @@ print("per-round ratios dltrain/PyTorch: " + "; ".join(
         [r for r in dl if r["model"] == m], [r for r in pt if r["model"] == m]))
     for m in dict.fromkeys(r["model"] for r in dl)))
 PY
+    rm -f "$results"
+}
+
+# dltrain's layers and PyTorch's dense layers run on the system's OpenBLAS,
+# so both see the same OPENBLAS_CORETYPE; PyTorch's convolutions run on its
+# own oneDNN, which picks its instruction set itself (AVX-512 where the CPU has
+# it). When the environment pins OpenBLAS's kernels, a second table shows
+# both programs with OpenBLAS choosing for itself, as oneDNN does.
+echo "table 1: the environment as it is (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})" >&2
+table
+if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
+    echo
+    echo "table 2: OPENBLAS_CORETYPE unset (OpenBLAS chooses its kernels for the CPU)" >&2
+    (unset OPENBLAS_CORETYPE; table)
+fi
