@@ -54,10 +54,12 @@ void dl_dataset_close(dl_dataset_t *ds);
  * at a time (it keeps scratch buffers). */
 void dl_dataset_thread_init(void);
 
-/* Convert an IDX image file and IDX label file (gzip-compressed or plain) to a
- * schema-1 HDF5 file at out_path, computing per-channel mean and std. The file
- * is written to out_path.tmp and renamed on success. */
-int dl_idx_to_h5(const char *images_path, const char *labels_path, const char *out_path,
+/* Convert an IDX image file and IDX label file (gzip-compressed or plain) to
+ * schema-1 HDF5, computing per-channel mean and std. With shards = 1 the
+ * output is out_path; with more, out_path without its ".h5" followed by
+ * "-KKKKK-of-NNNNN.h5", shard k holding samples [k*N/shards, (k+1)*N/shards).
+ * Files are written under a ".tmp" suffix and renamed once all are complete. */
+int dl_idx_to_h5(const char *images_path, const char *labels_path, const char *out_path, int shards,
                  dl_err_t *err);
 
 #endif

@@ -14,9 +14,10 @@
 
 static const char usage_text[] =
     "usage:\n"
-    "  dltrain-data idx IMAGES LABELS OUT.h5\n"
+    "  dltrain-data idx IMAGES LABELS OUT.h5 [--shards N]\n"
     "      convert an IDX image file and its label file (gzip-compressed or plain)\n"
-    "      to a dltrain HDF5 dataset shard, computing the mean and std per channel\n"
+    "      to a dltrain HDF5 dataset, computing the mean and std per channel;\n"
+    "      with --shards N, N files of balanced size named OUT-KKKKK-of-NNNNN.h5\n"
     "  dltrain-data info SPEC\n"
     "      describe a dataset; SPEC is an HDF5 file, a comma-separated list of\n"
     "      files, or a glob pattern such as 'data/train-*.h5' (quote it)\n"
@@ -31,12 +32,20 @@ static void print_channels(const char *name, const double *v, int c)
     printf("\n");
 }
 
-static int cmd_idx(const char *images, const char *labels, const char *out, dl_err_t *err)
+static int cmd_idx(const char *images, const char *labels, const char *out, int shards,
+                   dl_err_t *err)
 {
-    int rc = dl_idx_to_h5(images, labels, out, err);
+    int rc = dl_idx_to_h5(images, labels, out, shards, err);
     dl_dataset_t *ds = NULL;
+    char spec[4096];
+    size_t len = strlen(out);
+    int base = (int)(shards > 1 && len > 3 && !strcmp(out + len - 3, ".h5") ? len - 3 : len);
+    if (shards > 1) /* the shards written, as a glob (the naming of dl_idx_to_h5) */
+        snprintf(spec, sizeof spec, "%.*s-*-of-%05d.h5", base, out, shards);
+    else
+        snprintf(spec, sizeof spec, "%s", out);
     if (!rc) /* reopen: the summary comes from the file as a reader sees it */
-        rc = dl_dataset_open(out, &ds, err);
+        rc = dl_dataset_open(spec, &ds, err);
     if (rc)
         return rc;
     const dl_dataset_info_t *in = dl_dataset_info(ds);
@@ -47,7 +56,10 @@ static int cmd_idx(const char *images, const char *labels, const char *out, dl_e
     printf(", std");
     for (int c = 0; c < in->c; c++)
         printf(" %.4f", in->std[c]);
-    printf(" -> %s\n", out);
+    printf(" -> %s", spec);
+    if (shards > 1)
+        printf(" (%d shards)", in->n_files);
+    printf("\n");
     dl_dataset_close(ds);
     return 0;
 }
@@ -124,8 +136,17 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc == 5 && !strcmp(argv[1], "idx"))
-        rc = cmd_idx(argv[2], argv[3], argv[4], &err);
-    else if (argc == 3 && !strcmp(argv[1], "info"))
+        rc = cmd_idx(argv[2], argv[3], argv[4], 1, &err);
+    else if (argc == 7 && !strcmp(argv[1], "idx") && !strcmp(argv[5], "--shards")) {
+        char *end = NULL;
+        long shards = strtol(argv[6], &end, 10);
+        if (end == argv[6] || *end || shards < 1 || shards > 99999) {
+            fprintf(stderr, "dltrain-data: --shards %s: give a whole number from 1 to 99999\n",
+                    argv[6]);
+            return 2;
+        }
+        rc = cmd_idx(argv[2], argv[3], argv[4], (int)shards, &err);
+    } else if (argc == 3 && !strcmp(argv[1], "info"))
         rc = cmd_info(argv[2], &err);
     else {
         fputs(usage_text, stderr);

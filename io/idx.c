@@ -176,11 +176,11 @@ static int h5_write_slab(hid_t dset, const uint8_t *buf, hsize_t i0, hsize_t k, 
     return rc;
 }
 
-/* Stream all images from the IDX file into /images, accumulating the exact
- * integer sum and sum of squares for the mean and std attributes. */
-static int h5_images(hid_t file, idx_file_t *im, const char *out, dl_err_t *err)
+/* Stream the next n images of the IDX file into /images, accumulating the
+ * exact integer sum and sum of squares for the mean and std attributes. */
+static int h5_images(hid_t file, idx_file_t *im, hsize_t n, const char *out, dl_err_t *err)
 {
-    hsize_t n = im->dims[0], h = im->dims[1], w = im->dims[2];
+    hsize_t h = im->dims[1], w = im->dims[2];
     hsize_t dims[4] = {n, 1, h, w};
     size_t img = (size_t)h * (size_t)w, total = (size_t)n * img;
     uint8_t *buf = dl_calloc((size_t)IDX_SLAB, img, err);
@@ -230,8 +230,9 @@ static int h5_labels(hid_t file, const uint8_t *labels, hsize_t n, const char *o
     return rc;
 }
 
-/* Write the whole shard to tmp; the file is closed (and flushed) on return. */
-static int h5_write_shard(const char *tmp, idx_file_t *im, const uint8_t *labels,
+/* Write a shard of n samples (the next n images of im, labels[0..n-1]) to
+ * tmp; the file is closed (and flushed) on return. */
+static int h5_write_shard(const char *tmp, idx_file_t *im, const uint8_t *labels, hsize_t n,
                           int32_t num_classes, dl_err_t *err)
 {
     /* The converter is the only process touching tmp; locks would only make
@@ -250,9 +251,9 @@ static int h5_write_shard(const char *tmp, idx_file_t *im, const uint8_t *labels
         return rc;
     rc = h5_root_attrs(file, num_classes, tmp, err);
     if (!rc)
-        rc = h5_labels(file, labels, im->dims[0], tmp, err);
+        rc = h5_labels(file, labels, n, tmp, err);
     if (!rc)
-        rc = h5_images(file, im, tmp, err);
+        rc = h5_images(file, im, n, tmp, err);
     if (H5Fclose(file) < 0 && !rc)
         rc = H5_FAIL(err, DL_EIO, "%s: cannot close (flush) file", tmp);
     return rc;
@@ -287,32 +288,67 @@ static int idx_load(idx_file_t *im, idx_file_t *lb, uint8_t **labels, int32_t *n
     return rc;
 }
 
-int dl_idx_to_h5(const char *images_path, const char *labels_path, const char *out_path,
+/* Shard k's file name: OUT itself for one shard, else OUT without its .h5
+ * suffix, then -KKKKK-of-NNNNN.h5 (so "data/train-*.h5" names them all). */
+static char *shard_name(const char *out, int k, int shards, const char *suffix, dl_err_t *err)
+{
+    size_t len = strlen(out), base = len;
+    if (shards > 1 && len > 3 && !strcmp(out + len - 3, ".h5"))
+        base = len - 3;
+    size_t size = base + 40;
+    char *name = dl_calloc(size, 1, err);
+    if (!name)
+        return NULL;
+    if (shards == 1)
+        snprintf(name, size, "%s%s", out, suffix);
+    else
+        snprintf(name, size, "%.*s-%05d-of-%05d.h5%s", (int)base, out, k, shards, suffix);
+    return name;
+}
+
+int dl_idx_to_h5(const char *images_path, const char *labels_path, const char *out_path, int shards,
                  dl_err_t *err)
 {
     idx_file_t im = {.path = images_path}, lb = {.path = labels_path};
     uint8_t *labels = NULL;
     int32_t num_classes = 0;
-    char *tmp = NULL;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors become dl_err_t messages */
+    if (shards < 1)
+        return DL_ERR(err, DL_EINPUT, "--shards %d: the number of shards must be at least 1",
+                      shards);
     int rc = idx_load(&im, &lb, &labels, &num_classes, err);
-    size_t tlen = strlen(out_path) + 5;
-    if (!rc && !(tmp = dl_calloc(tlen, 1, err)))
-        rc = DL_ENOMEM;
-    if (!rc) {
-        snprintf(tmp, tlen, "%s.tmp", out_path);
-        rc = h5_write_shard(tmp, &im, labels, num_classes, err);
-        /* rename() is atomic: readers never see a half-written OUT. */
-        if (!rc && rename(tmp, out_path) != 0)
-            rc = DL_ERR(err, DL_EIO, "cannot rename %s to %s: %s", tmp, out_path, strerror(errno));
-        if (rc)
+    int64_t n = rc ? 0 : im.dims[0];
+    if (!rc && shards > n)
+        rc = DL_ERR(err, DL_EINPUT, "--shards %d: %s has only %lld samples", shards, images_path,
+                    (long long)n);
+    /* Shard k holds samples [k*n/shards, (k+1)*n/shards): sizes differ by at
+     * most one. All are written under temporary names and renamed only when
+     * every one is complete, so a failed conversion leaves nothing behind.
+     * num_classes is the whole dataset's, so that the shards agree. */
+    int written = 0;
+    for (int k = 0; !rc && k < shards; k++) {
+        int64_t lo = n * k / shards, hi = n * (k + 1) / shards;
+        char *tmp = shard_name(out_path, k, shards, ".tmp", err);
+        rc = tmp ? h5_write_shard(tmp, &im, labels + lo, (hsize_t)(hi - lo), num_classes, err)
+                 : DL_ENOMEM;
+        free(tmp);
+        written = k + 1;
+    }
+    for (int k = 0; k < written; k++) {
+        char *tmp = shard_name(out_path, k, shards, ".tmp", err);
+        char *final = shard_name(out_path, k, shards, "", err);
+        /* rename() is atomic: readers never see a half-written shard. */
+        if (!rc && tmp && final && rename(tmp, final) != 0)
+            rc = DL_ERR(err, DL_EIO, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
+        if (rc && tmp)
             remove(tmp);
+        free(tmp);
+        free(final);
     }
     if (im.gz)
         gzclose(im.gz);
     if (lb.gz)
         gzclose(lb.gz);
     free(labels);
-    free(tmp);
     return rc;
 }

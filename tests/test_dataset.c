@@ -110,7 +110,7 @@ static int make_shard(const char *out, int64_t first, int n, int gz)
     write_idx_images(ip, first, n, gz, 0x00000803, 0);
     write_idx_labels(lp, first, n, gz);
     dl_err_t err = {0};
-    int rc = dl_idx_to_h5(ip, lp, out, &err);
+    int rc = dl_idx_to_h5(ip, lp, out, 1, &err);
     if (rc)
         fprintf(stderr, "dl_idx_to_h5(%s): %s\n", out, err.msg);
     return rc;
@@ -377,7 +377,7 @@ static void expect_idx_fails(const char *ip, const char *lp, const char *n1, con
     dl_err_t err = {0};
     spath(out, "idx_fail.h5");
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    int rc = dl_idx_to_h5(ip, lp, out, &err);
+    int rc = dl_idx_to_h5(ip, lp, out, 1, &err);
     check_einput(rc, &err, n1, n2, __FILE__, line);
     if (access(out, F_OK) == 0 || access(tmp, F_OK) == 0) {
         fprintf(stderr, "%s:%d: a failed conversion left %s or its .tmp behind\n", __FILE__, line,

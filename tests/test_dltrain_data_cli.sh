@@ -39,6 +39,27 @@ grep -q "total samples: 10000" "$DIR/info.out" || fail "info: sample count"
 grep -q "1 x 28 x 28" "$DIR/info.out" || fail "info: image shape"
 grep -q "classes: 10" "$DIR/info.out" || fail "info: classes"
 
+# --shards: balanced files named OUT-KKKKK-of-NNNNN.h5 that read as one dataset.
+rm -f "$DIR"/t10k-*-of-*.h5*
+"$BIN" idx "$FMNIST/t10k-images-idx3-ubyte.gz" "$FMNIST/t10k-labels-idx1-ubyte.gz" \
+    "$DIR/t10k.h5" --shards 3 >"$DIR/shards.out" 2>&1 || fail "--shards 3 exited $?"
+grep -q "^10000 samples.*(3 shards)" "$DIR/shards.out" || fail "--shards summary: $(cat "$DIR/shards.out")"
+"$BIN" info "$DIR/t10k-*-of-00003.h5" >"$DIR/info3.out" 2>&1 || fail "info of 3 shards exited $?"
+grep -q "^shards: 3" "$DIR/info3.out" || fail "info of 3 shards: shard count"
+grep -q "t10k-00000-of-00003.h5: 3333 samples" "$DIR/info3.out" || fail "info: shard 0 size"
+grep -q "t10k-00002-of-00003.h5: 3334 samples" "$DIR/info3.out" || fail "info: shard 2 size"
+grep -q "total samples: 10000" "$DIR/info3.out" || fail "info of 3 shards: total"
+[ -z "$(ls "$DIR"/*.tmp 2>/dev/null)" ] || fail "--shards left temporary files"
+"$BIN" idx "$FMNIST/t10k-images-idx3-ubyte.gz" "$FMNIST/t10k-labels-idx1-ubyte.gz" \
+    "$DIR/x.h5" --shards 0 >/dev/null 2>"$DIR/sh0.err"
+[ $? -eq 2 ] || fail "--shards 0 should exit 2"
+grep -q "whole number from 1" "$DIR/sh0.err" || fail "--shards 0: message"
+"$BIN" idx "$FMNIST/t10k-images-idx3-ubyte.gz" "$FMNIST/t10k-labels-idx1-ubyte.gz" \
+    "$DIR/x.h5" --shards 20000 >/dev/null 2>"$DIR/shbig.err"
+[ $? -eq 2 ] || fail "--shards 20000 should exit 2"
+grep -q "has only 10000 samples" "$DIR/shbig.err" || fail "--shards 20000: message"
+[ -z "$(ls "$DIR"/x-* 2>/dev/null)" ] || fail "a refused --shards left files"
+
 if [ "$fails" -ne 0 ]; then
     echo "test_dltrain_data_cli: $fails check(s) failed" >&2
     exit 1

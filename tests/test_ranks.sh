@@ -58,6 +58,12 @@ for n in 2 4; do
         fail "sync batchnorm: $n ranks differ from 1 rank"
 done
 
+# The training set as 8 shards trains exactly as the single file.
+$MPIRUN 2 "$DLTRAIN" "$JOB" $common "data.train=$TESTDATA/shards/fashion-train-*.h5" \
+    train.run_dir=sgd-2-shards >shards.out 2>&1
+expect_status 0 $? "8 shards"
+cmp -s sgd-2/params.bin sgd-2-shards/params.bin || fail "8 shards: parameters differ from 1 file"
+
 # Same job, same ranks: the same parameters bit for bit.
 $MPIRUN 2 "$DLTRAIN" "$JOB" $common train.run_dir=sgd-2-again >again.out 2>&1
 expect_status 0 $? "repeat"
