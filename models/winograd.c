@@ -160,6 +160,20 @@ static void wino_output_plane(const dl_wino_geom_t *g, const float *restrict mt,
     }
 }
 
+/* V = the transformed input tiles of m samples (sample b at x + b*xs,
+ * channel ci at + ci*xc), laid out as 16 matrices of c x (m*tiles); pl and
+ * hr are the scratch of wino_input_plane. */
+static void wino_inputs(const dl_wino_geom_t *g, const float *x, int64_t xs, int64_t xc, int m,
+                        float *v, float *pl, float *hr)
+{
+    int64_t T = (int64_t)m * g->tiles, sv = (int64_t)g->c * T;
+    memset(pl, 0, (size_t)wino_pad_floats(g) * sizeof(float));
+    for (int b = 0; b < m; b++)
+        for (int ci = 0; ci < g->c; ci++)
+            wino_input_plane(g, x + b * xs + ci * xc, pl, hr, v + ci * T + (int64_t)b * g->tiles,
+                             sv);
+}
+
 void dl_wino_conv(const dl_wino_geom_t *g, const float *u, const float *x, int64_t xs, int64_t xc,
                   int m, const float *bias, float *y, int64_t ys, float *scratch)
 {
@@ -167,11 +181,7 @@ void dl_wino_conv(const dl_wino_geom_t *g, const float *u, const float *x, int64
     int64_t P = (int64_t)g->ho * g->wo;
     float *v = scratch, *mt = v + 16 * sv, *pl = mt + 16 * sm;
     float *hr = pl + wino_pad_floats(g), *yt = hr + 8 * (int64_t)(g->th + 1) * g->tw;
-    memset(pl, 0, (size_t)wino_pad_floats(g) * sizeof(float));
-    for (int b = 0; b < m; b++)
-        for (int ci = 0; ci < g->c; ci++)
-            wino_input_plane(g, x + b * xs + ci * xc, pl, hr, v + ci * T + (int64_t)b * g->tiles,
-                             sv);
+    wino_inputs(g, x, xs, xc, m, v, pl, hr);
     /* M[xi] (f x T) = U[xi] (f x c) . V[xi] (c x T) */
     for (int xi = 0; xi < 16; xi++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->f, (int)T, g->c, 1.0f,
@@ -239,11 +249,7 @@ void dl_wino_dfilter_acc(const dl_wino_geom_t *g, const float *x, int64_t xs, in
     int64_t T = (int64_t)m * g->tiles, sv = (int64_t)g->c * T, sm = (int64_t)g->f * T;
     float *v = scratch, *dt = v + 16 * sv, *pl = dt + 16 * sm;
     float *hr = pl + wino_pad_floats(g), *zt = hr + 8 * (int64_t)(g->th + 1) * g->tw;
-    memset(pl, 0, (size_t)wino_pad_floats(g) * sizeof(float));
-    for (int b = 0; b < m; b++)
-        for (int ci = 0; ci < g->c; ci++)
-            wino_input_plane(g, x + b * xs + ci * xc, pl, hr, v + ci * T + (int64_t)b * g->tiles,
-                             sv);
+    wino_inputs(g, x, xs, xc, m, v, pl, hr);
     for (int b = 0; b < m; b++)
         for (int fo = 0; fo < g->f; fo++)
             wino_dout_plane(g, dz + b * zs + fo * zc, zt, dt + fo * T + (int64_t)b * g->tiles, sm);
