@@ -15,6 +15,7 @@
 
 #include <hdf5.h>
 
+#include "../models/rng.h"
 #include "dataset.h"
 #include "h5err.h"
 
@@ -408,7 +409,10 @@ static int ds_open_file(ds_shard_t *sh, dl_err_t *err)
         return rc;
     }
     sh->file = H5Fopen(sh->path, H5F_ACC_RDONLY, fapl);
-    int rc = sh->file < 0 ? H5_FAIL(err, DL_EIO, "%s: cannot open HDF5 file", sh->path) : 0;
+    /* It passed H5Fis_hdf5 above, so a failure here is a damaged file: bad input. */
+    int rc = sh->file < 0
+                 ? H5_FAIL(err, DL_EINPUT, "%s: cannot open the HDF5 file; it is damaged", sh->path)
+                 : 0;
     H5Pclose(fapl); /* after H5_FAIL: any HDF5 call resets the error stack */
     return rc;
 }
@@ -694,4 +698,108 @@ int dl_dataset_read(dl_dataset_t *ds, const int64_t *idx, int n, float *images, 
 void dl_dataset_thread_init(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+/* ---- verification ---------------------------------------------------------- */
+
+/* The checksum stored on a dataset by dltrain-data; 0 and *have = 0 if none. */
+static int ds_stored_digest(hid_t d, const char *path, const char *name, uint64_t *v, int *have,
+                            dl_err_t *err)
+{
+    *have = 0;
+    htri_t ex = H5Aexists(d, "fnv1a64");
+    if (ex < 0)
+        return H5_FAIL(err, DL_ELIB, "%s: cannot look up /%s attribute fnv1a64", path, name);
+    if (!ex)
+        return 0;
+    hid_t a = H5Aopen(d, "fnv1a64", H5P_DEFAULT);
+    int rc = a < 0 || H5Aread(a, H5T_NATIVE_UINT64, v) < 0
+                 ? H5_FAIL(err, DL_EINPUT, "%s: cannot read /%s attribute fnv1a64", path, name)
+                 : 0;
+    if (a >= 0)
+        H5Aclose(a);
+    *have = !rc;
+    return rc;
+}
+
+/* Read rows [i0, i0 + k) of a dataset whose rows have `row` values, as
+ * 8-bit unsigned integers. */
+static int ds_read_rows_u8(hid_t d, int rank, int64_t i0, int64_t k, size_t row, uint8_t *buf,
+                           const char *path, const char *name, dl_err_t *err)
+{
+    hid_t fsp = H5Dget_space(d);
+    hsize_t start[4] = {(hsize_t)i0, 0, 0, 0}, count[4] = {(hsize_t)k, 1, 1, 1};
+    if (fsp >= 0 && rank == 4)
+        H5Sget_simple_extent_dims(fsp, count, NULL), count[0] = (hsize_t)k;
+    hsize_t n = (hsize_t)k * row;
+    hid_t msp = H5Screate_simple(1, &n, NULL);
+    int rc = 0;
+    if (fsp < 0 || msp < 0 ||
+        H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL) < 0)
+        rc = H5_FAIL(err, DL_ELIB, "%s: cannot select rows of /%s", path, name);
+    else if (H5Dread(d, H5T_NATIVE_UINT8, msp, fsp, H5P_DEFAULT, buf) < 0)
+        rc = H5_FAIL(err, DL_EINPUT,
+                     "%s: samples %lld..%lld of dataset /%s cannot be read; the file is damaged",
+                     path, (long long)i0, (long long)(i0 + k - 1), name);
+    if (fsp >= 0)
+        H5Sclose(fsp);
+    if (msp >= 0)
+        H5Sclose(msp);
+    return rc;
+}
+
+static int ds_check_digest(const char *path, const char *name, uint64_t stored, int have,
+                           uint64_t computed, dl_err_t *err)
+{
+    if (have && stored != computed)
+        return DL_ERR(err, DL_EINPUT,
+                      "%s: dataset /%s does not match its stored checksum (fnv1a64 %016llx, "
+                      "computed %016llx); the file is corrupt",
+                      path, name, (unsigned long long)stored, (unsigned long long)computed);
+    return 0;
+}
+
+int dl_dataset_verify(dl_dataset_t *ds, FILE *report, dl_err_t *err)
+{
+    const dl_dataset_info_t *in = &ds->info;
+    size_t chw = (size_t)in->c * in->h * in->w;
+    const int64_t slab = 4096;
+    uint8_t *buf = dl_calloc((size_t)slab, chw, err);
+    if (!buf)
+        return DL_ENOMEM;
+    int rc = 0;
+    for (int s = 0; !rc && s < ds->n_shards; s++) {
+        const ds_shard_t *sh = &ds->shards[s];
+        uint64_t si = 0, sl = 0, di = DL_FNV_INIT, dlab = DL_FNV_INIT;
+        int hi = 0, hl = 0;
+        rc = ds_stored_digest(sh->images, sh->path, "images", &si, &hi, err);
+        if (!rc)
+            rc = ds_stored_digest(sh->labels, sh->path, "labels", &sl, &hl, err);
+        for (int64_t i0 = 0; !rc && i0 < sh->n; i0 += slab) {
+            int64_t k = sh->n - i0 < slab ? sh->n - i0 : slab;
+            rc = ds_read_rows_u8(sh->images, 4, i0, k, chw, buf, sh->path, "images", err);
+            if (!rc)
+                di = dl_fnv1a64(di, buf, (size_t)k * chw);
+            if (!rc)
+                rc = ds_read_rows_u8(sh->labels, 1, i0, k, 1, buf, sh->path, "labels", err);
+            for (int64_t j = 0; !rc && j < k; j++)
+                if (buf[j] >= in->num_classes)
+                    rc = DL_ERR(err, DL_EINPUT,
+                                "%s: dataset /labels entry %lld is %d; accepted labels are 0..%d",
+                                sh->path, (long long)(i0 + j), buf[j], in->num_classes - 1);
+            if (!rc)
+                dlab = dl_fnv1a64(dlab, buf, (size_t)k);
+        }
+        if (!rc)
+            rc = ds_check_digest(sh->path, "images", si, hi, di, err);
+        if (!rc)
+            rc = ds_check_digest(sh->path, "labels", sl, hl, dlab, err);
+        if (!rc && report)
+            fprintf(report, "%s: %lld samples read, labels in range, %s\n", sh->path,
+                    (long long)sh->n,
+                    hi && hl ? "checksums match"
+                             : "no stored checksums (written by an older dltrain-data)");
+    }
+    free(buf);
+    return rc;
 }

@@ -14,6 +14,7 @@
 #define DL_DATASET_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../runtime/error.h"
 
@@ -47,6 +48,13 @@ int dl_dataset_read(dl_dataset_t *ds, const int64_t *idx, int n, float *images, 
                     dl_err_t *err);
 
 void dl_dataset_close(dl_dataset_t *ds);
+
+/* Read every sample of every shard, check every label, and compare the
+ * images' and labels' FNV-1a checksums with the ones dltrain-data stored
+ * (attribute fnv1a64). Writes one line per shard to report (may be NULL).
+ * Unreadable data, a label out of range and a checksum mismatch are
+ * DL_EINPUT naming the file and dataset. */
+int dl_dataset_verify(dl_dataset_t *ds, FILE *report, dl_err_t *err);
 
 /* Prepare the calling thread for dataset reads: HDF5 keeps its error
  * printing per thread, and dltrain reports errors itself. dl_dataset_open

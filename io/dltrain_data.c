@@ -21,6 +21,9 @@ static const char usage_text[] =
     "  dltrain-data info SPEC\n"
     "      describe a dataset; SPEC is an HDF5 file, a comma-separated list of\n"
     "      files, or a glob pattern such as 'data/train-*.h5' (quote it)\n"
+    "  dltrain-data verify SPEC\n"
+    "      read every sample of a dataset, check the labels and the checksums\n"
+    "      stored at conversion; exit status 2 if anything is wrong\n"
     "  dltrain-data --help | -h       show this help\n"
     "  dltrain-data --version         show the version\n";
 
@@ -123,6 +126,19 @@ static int cmd_info(const char *spec, dl_err_t *err)
     return rc;
 }
 
+static int cmd_verify(const char *spec, dl_err_t *err)
+{
+    dl_dataset_t *ds = NULL;
+    int rc = dl_dataset_open(spec, &ds, err);
+    if (!rc)
+        rc = dl_dataset_verify(ds, stdout, err);
+    if (!rc)
+        printf("ok: %lld samples in %d file(s)\n", (long long)dl_dataset_info(ds)->n,
+               dl_dataset_info(ds)->n_files);
+    dl_dataset_close(ds);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     dl_err_t err = {0};
@@ -148,6 +164,8 @@ int main(int argc, char **argv)
         rc = cmd_idx(argv[2], argv[3], argv[4], (int)shards, &err);
     } else if (argc == 3 && !strcmp(argv[1], "info"))
         rc = cmd_info(argv[2], &err);
+    else if (argc == 3 && !strcmp(argv[1], "verify"))
+        rc = cmd_verify(argv[2], &err);
     else {
         fputs(usage_text, stderr);
         return 2;

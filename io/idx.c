@@ -12,6 +12,7 @@
 #include <hdf5.h>
 #include <zlib.h>
 
+#include "../models/rng.h"
 #include "dataset.h"
 #include "h5err.h"
 
@@ -188,7 +189,7 @@ static int h5_images(hid_t file, idx_file_t *im, hsize_t n, const char *out, dl_
         return err ? err->code : DL_ENOMEM;
     hid_t d = h5_create_u8(file, "images", 4, dims, out, err);
     int rc = d < 0 ? (err ? err->code : DL_ELIB) : 0;
-    uint64_t sum = 0, sumsq = 0;
+    uint64_t sum = 0, sumsq = 0, digest = DL_FNV_INIT;
     for (hsize_t i0 = 0; !rc && i0 < n; i0 += IDX_SLAB) {
         hsize_t k = n - i0 < IDX_SLAB ? n - i0 : IDX_SLAB;
         rc = idx_read(im, buf, (size_t)k * img, "pixel data", (size_t)i0 * img, total, err);
@@ -196,6 +197,8 @@ static int h5_images(hid_t file, idx_file_t *im, hsize_t n, const char *out, dl_
             sum += buf[j];
             sumsq += (uint64_t)buf[j] * buf[j];
         }
+        if (!rc)
+            digest = dl_fnv1a64(digest, buf, (size_t)k * img);
         if (!rc)
             rc = h5_write_slab(d, buf, i0, k, h, w, out, err);
     }
@@ -211,6 +214,8 @@ static int h5_images(hid_t file, idx_file_t *im, hsize_t n, const char *out, dl_
         rc = h5_attr_write(d, "mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, &mean, out, err);
     if (!rc)
         rc = h5_attr_write(d, "std", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, &sd, out, err);
+    if (!rc) /* what `dltrain-data verify` recomputes */
+        rc = h5_attr_write(d, "fnv1a64", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &digest, out, err);
     if (d >= 0 && H5Dclose(d) < 0 && !rc)
         rc = H5_FAIL(err, DL_EIO, "%s: cannot close dataset images", out);
     free(buf);
@@ -223,8 +228,11 @@ static int h5_labels(hid_t file, const uint8_t *labels, hsize_t n, const char *o
     if (d < 0)
         return err ? err->code : DL_ELIB;
     int rc = 0;
+    uint64_t digest = dl_fnv1a64(DL_FNV_INIT, labels, (size_t)n);
     if (H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels) < 0)
         rc = H5_FAIL(err, DL_EIO, "%s: cannot write dataset labels", out);
+    if (!rc)
+        rc = h5_attr_write(d, "fnv1a64", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &digest, out, err);
     if (H5Dclose(d) < 0 && !rc)
         rc = H5_FAIL(err, DL_EIO, "%s: cannot close dataset labels", out);
     return rc;

@@ -39,6 +39,22 @@ grep -q "total samples: 10000" "$DIR/info.out" || fail "info: sample count"
 grep -q "1 x 28 x 28" "$DIR/info.out" || fail "info: image shape"
 grep -q "classes: 10" "$DIR/info.out" || fail "info: classes"
 
+# verify: every sample read, labels checked, checksums stored at conversion
+# recomputed; a flipped byte and a truncated file are caught, naming the file.
+"$BIN" verify "$DIR/t10k.h5" >"$DIR/verify.out" 2>&1 || fail "verify of a good file exited $?"
+grep -q "t10k.h5: 10000 samples read, labels in range, checksums match" "$DIR/verify.out" ||
+    fail "verify: $(cat "$DIR/verify.out")"
+cp "$DIR/t10k.h5" "$DIR/flipped.h5"
+printf 'U' | dd of="$DIR/flipped.h5" bs=1 seek=4000000 conv=notrunc 2>/dev/null
+"$BIN" verify "$DIR/flipped.h5" >/dev/null 2>"$DIR/flipped.err"
+[ $? -eq 2 ] || fail "verify of a corrupt file should exit 2"
+grep -q "flipped.h5: dataset /images does not match its stored checksum" "$DIR/flipped.err" ||
+    fail "verify of a corrupt file: $(cat "$DIR/flipped.err")"
+head -c 5000000 "$DIR/t10k.h5" >"$DIR/cut.h5"
+"$BIN" verify "$DIR/cut.h5" >/dev/null 2>"$DIR/cut.err"
+[ $? -eq 2 ] || fail "verify of a truncated file should exit 2"
+grep -q "cut.h5" "$DIR/cut.err" || fail "verify of a truncated file: $(cat "$DIR/cut.err")"
+
 # --shards: balanced files named OUT-KKKKK-of-NNNNN.h5 that read as one dataset.
 rm -f "$DIR"/t10k-*-of-*.h5*
 "$BIN" idx "$FMNIST/t10k-images-idx3-ubyte.gz" "$FMNIST/t10k-labels-idx1-ubyte.gz" \
