@@ -1,10 +1,10 @@
 /* The training loop; see train.h.
  *
- * Data order: each epoch has one seeded permutation of the training set,
- * computed identically on every rank. Global batch b of the epoch is
- * perm[b*G .. (b+1)*G); rank r takes the contiguous slice r*B .. (r+1)*B of
- * it. The order of samples therefore depends only on the seed, the epoch and
- * the global batch size, never on the number of ranks, and an N-rank run
+ * Data order (io/sampler.h): each epoch has one seeded permutation of the
+ * training set, identical on every rank; global batch b of the epoch is
+ * perm[b*G .. (b+1)*G) and rank r takes the contiguous slice r*B .. (r+1)*B
+ * of it. The order of samples therefore depends only on the seed, the epoch
+ * and the global batch size, never on the number of ranks, and an N-rank run
  * computes the same updates as a 1-rank run with the same global batch.
  * The loss is scaled by 1/G on every rank, so the all-reduced sum of the
  * ranks' gradients is the gradient of the global batch's mean loss. */
@@ -16,13 +16,13 @@
 #include "../io/augment.h"
 #include "../io/loader.h"
 #include "../io/params.h"
+#include "../io/sampler.h"
 #include "blas.h"
 #include "metrics.h"
 #include "optim.h"
 #include "train.h"
 
 #define EVAL_CHUNK 256
-#define SHUFFLE_STREAM 0x5348554646ULL /* keeps shuffling apart from init streams */
 
 static double now_s(void)
 {
@@ -66,10 +66,9 @@ typedef struct trainer {
     dl_model_t model;
     dl_optim_t opt;
     dl_augment_t aug;
-    dl_loader_t *loader; /* the I/O thread: every read of either dataset goes through it */
-    int64_t *perm;       /* the order of the epoch perm_epoch (of the newest request) */
-    int64_t perm_epoch;
-    int64_t requested; /* training steps whose batches have been requested */
+    dl_loader_t *loader;  /* the I/O thread: every read of either dataset goes through it */
+    dl_sampler_t sampler; /* which samples this rank reads at each step */
+    int64_t requested;    /* training steps whose batches have been requested */
     int64_t *idx;
     float *dlogits, *aug_scratch, *pad_value;
     double data_wait_s; /* waited for batches since the last log */
@@ -120,11 +119,13 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
     rc = dl_optim_init(&t->opt, &t->cfg->optim, t->model.n_params, err);
     if (rc)
         return rc;
-    t->perm = dl_calloc((size_t)p->train.n, sizeof(int64_t), err);
-    t->perm_epoch = -1;
+    rc = dl_sampler_init(&t->sampler, p->train.n, p->global_batch, t->rank, t->world,
+                         (uint64_t)t->cfg->seed, t->cfg->shuffle, err);
+    if (rc)
+        return rc;
     t->idx = dl_calloc((size_t)t->max_batch, sizeof(int64_t), err);
     t->dlogits = dl_calloc((size_t)p->batch * (size_t)p->train.num_classes, sizeof(float), err);
-    if (!t->perm || !t->idx || !t->dlogits)
+    if (!t->idx || !t->dlogits)
         return DL_ENOMEM;
     rc = dl_loader_start(&t->loader, (int)t->cfg->prefetch, t->max_batch, p->in_size, err);
     if (rc)
@@ -138,7 +139,7 @@ static void free_trainer(trainer_t *t)
     dl_model_free(&t->model);
     dl_optim_free(&t->opt);
     dl_plan_free(&t->plan);
-    free(t->perm);
+    dl_sampler_free(&t->sampler);
     free(t->idx);
     free(t->dlogits);
     free(t->aug_scratch);
@@ -236,25 +237,13 @@ static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
     return 0;
 }
 
-/* Ask the loader for this rank's part of global batch `step`. The epoch's
- * order is computed when its first batch is requested (requests run ahead
- * of the steps, never behind). */
+/* Ask the loader for this rank's part of global batch `step`. Requests run
+ * ahead of the steps, never behind, so the sampler's one epoch order is
+ * always the one needed. */
 static int request_step(trainer_t *t, int64_t step, dl_err_t *err)
 {
-    const dl_plan_t *p = &t->plan;
-    int64_t epoch = step / p->steps_per_epoch, in_epoch = step % p->steps_per_epoch;
-    if (epoch != t->perm_epoch) {
-        dl_rng_t rng;
-        dl_rng_seed(&rng, (uint64_t)t->cfg->seed, SHUFFLE_STREAM + (uint64_t)epoch);
-        if (t->cfg->shuffle)
-            dl_rng_permutation(&rng, t->perm, p->train.n);
-        else
-            for (int64_t i = 0; i < p->train.n; i++)
-                t->perm[i] = i;
-        t->perm_epoch = epoch;
-    }
-    int64_t pos = in_epoch * p->global_batch + (int64_t)t->rank * p->batch;
-    return dl_loader_request(t->loader, t->train, t->perm + pos, (int)p->batch, err);
+    const int64_t *idx = dl_sampler_batch(&t->sampler, step, NULL);
+    return dl_loader_request(t->loader, t->train, idx, (int)t->plan.batch, err);
 }
 
 /* Keep up to prefetch training batches requested ahead of `step`, but none
@@ -273,7 +262,7 @@ static int prefetch(trainer_t *t, int64_t step, int64_t limit, dl_err_t *err)
 static int train_step(trainer_t *t, int64_t step, double lr, double *acc, dl_err_t *err)
 {
     const dl_plan_t *p = &t->plan;
-    int64_t in_epoch = step % p->steps_per_epoch, epoch = step / p->steps_per_epoch;
+    int64_t epoch = step / p->steps_per_epoch;
     float *x = NULL;
     int32_t *y = NULL;
     int b = 0;
@@ -283,8 +272,7 @@ static int train_step(trainer_t *t, int64_t step, double lr, double *acc, dl_err
     rc = agree(t->comm, rc, err);
     if (rc)
         return rc;
-    int64_t pos = in_epoch * p->global_batch + (int64_t)t->rank * p->batch;
-    dl_augment_batch(&t->aug, x, b, epoch, pos, t->aug_scratch);
+    dl_augment_batch(&t->aug, x, b, epoch, dl_sampler_pos(&t->sampler, step), t->aug_scratch);
     dl_model_t *m = &t->model;
     m->ctx.training = 1;
     m->ctx.step = (uint64_t)step;
