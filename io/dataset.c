@@ -512,6 +512,11 @@ const dl_dataset_info_t *dl_dataset_info(const dl_dataset_t *ds)
     return &ds->info;
 }
 
+int64_t dl_dataset_shard_size(const dl_dataset_t *ds, int i)
+{
+    return ds->offsets[i + 1] - ds->offsets[i];
+}
+
 void dl_dataset_close(dl_dataset_t *ds)
 {
     if (!ds)

@@ -38,6 +38,8 @@ typedef struct dl_dataset_info {
 int dl_dataset_open(const char *spec, dl_dataset_t **out, dl_err_t *err);
 
 const dl_dataset_info_t *dl_dataset_info(const dl_dataset_t *ds);
+/* Samples in shard i (0 <= i < n_files), in the order of the spec. */
+int64_t dl_dataset_shard_size(const dl_dataset_t *ds, int i);
 
 /* Read n samples with global indices idx[0..n-1] (any order, may repeat).
  * images: n x (c*h*w) floats, normalised as (pixel - mean[c]) / std[c];

@@ -67,13 +67,27 @@ static const key_def_t keys[] = {
      "epochs between test evaluations (0 = only at the end)"},
     {"train", "label_smoothing", K_FLOAT, C(label_smoothing), "0", 0, 0.999, NULL,
      "softmax cross-entropy target: (1 - e) * onehot + e / classes"},
-    {"data", "train", K_STRING, C(train_data), NULL, 0, 0, NULL,
+    {"data", "train", K_STRING, C(train_data), NULL, 0, DL_SPEC_MAX - 1, NULL,
      "training data: an HDF5 file, a comma-separated list or a glob of shards (required)"},
-    {"data", "test", K_STRING, C(test_data), NULL, 0, 0, NULL, "test data, same forms (required)"},
+    {"data", "test", K_STRING, C(test_data), NULL, 0, DL_SPEC_MAX - 1, NULL,
+     "test data, same forms (required)"},
     {"data", "prefetch", K_INT, C(prefetch), "2", 1, 64, NULL,
      "batches the I/O thread reads ahead of the step that needs them"},
     {"data", "shuffle", K_BOOL, C(shuffle), "true", 0, 0, NULL,
      "a new seeded order every epoch; false reads the samples in file order"},
+    {"data", "shuffle_block", K_INT, C(shuffle_block), "0", 0, BIG, NULL,
+     "0 = one permutation of all samples per epoch (every rank holds 8 bytes per sample); "
+     "N = stream: shuffle the shard order and blocks of N consecutive samples, then mix them "
+     "through the shuffle buffer (for datasets too large for a permutation; docs/data.md)"},
+    {"data", "shuffle_buffer", K_INT, C(shuffle_buffer), "16384", 1, BIG, NULL,
+     "stream order: sample indices the shuffle buffer mixes (more = closer to a full shuffle, "
+     "8 bytes each)"},
+    {"data", "memory_budget_mb", K_INT, C(memory_budget_mb), "0", 0, BIG, NULL,
+     "MiB the data pipeline of each rank may hold (sample order, prefetched batches, read "
+     "buffers); the job stops before training if it needs more (0 = no limit)"},
+    {"data", "trace", K_BOOL, C(trace), "false", 0, 0, NULL,
+     "write the sample indices of every step to RUN_DIR/data-trace-rankR.txt (one file per "
+     "rank, for checking coverage)"},
     {"data", "crop_padding", K_INT, C(crop_padding), "0", 0, 64, NULL,
      "augmentation: random crop after zero-padding each side by this many pixels (0 = off)"},
     {"data", "flip", K_BOOL, C(flip), "false", 0, 0, NULL,
@@ -204,7 +218,12 @@ typedef struct parse_state {
     int section_line[8];
     int layer_key_line[DL_MAX_LAYERS][64];
     int failed;
+    char *long_value; /* the value of the current line, when it is too long for inih */
 } parse_state_t;
+
+/* What inih gets as the value of a line too long for its buffer (Debian's
+ * libinih reads at most 200 bytes a line); on_key substitutes long_value. */
+#define LONG_VALUE "\x1f"
 
 static int fail(parse_state_t *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(parse_state_t *st, const char *fmt, ...)
@@ -427,6 +446,40 @@ static void begin_section(parse_state_t *st, const char *name)
     fail(st, "%s: unknown section [%s]; accepted: " ACCEPTED_SECTIONS, at, name);
 }
 
+/* A "key = value" line longer than inih's buffer: keep its value (without
+ * an inline comment or trailing blanks) in st->long_value. Returns the
+ * length of the key part, to which the caller appends "=" LONG_VALUE (0
+ * after an error). */
+static size_t set_aside_value(parse_state_t *st, const char *p, size_t len, int size)
+{
+    const char *eq = memchr(p, '=', len);
+    size_t klen = eq ? (size_t)(eq - p) : 0;
+    if (!eq || klen + 4 >= (size_t)size - 1) {
+        fail(st, "%s:%d: line is longer than %d characters and is not a key = value line",
+             st->cfg->path, st->line, size - 2);
+        return 0;
+    }
+    const char *v = eq + 1, *end = p + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    for (const char *c = v; c < end; c++)
+        if (*c == ';' && c > v && (c[-1] == ' ' || c[-1] == '\t')) {
+            end = c;
+            break;
+        }
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        end--;
+    free(st->long_value);
+    st->long_value = malloc((size_t)(end - v) + 1);
+    if (!st->long_value) {
+        fail(st, "%s: out of memory while parsing", st->cfg->path);
+        return 0;
+    }
+    memcpy(st->long_value, v, (size_t)(end - v));
+    st->long_value[end - v] = '\0';
+    return klen;
+}
+
 /* Line reader handed to inih: one line per call, counted, section headers
  * noted, leading blanks removed. */
 static char *read_line(char *buf, int size, void *stream)
@@ -443,11 +496,14 @@ static char *read_line(char *buf, int size, void *stream)
         p++;
         len--;
     }
-    if (len >= (size_t)size - 1) {
-        fail(st, "%s:%d: line is longer than %d characters", st->cfg->path, st->line, size - 2);
-        len = 0;
-    }
+    size_t set_aside = len >= (size_t)size - 1 ? set_aside_value(st, p, len, size) : 0;
+    if (len >= (size_t)size - 1)
+        len = set_aside;
     memcpy(buf, p, len);
+    if (set_aside) {
+        memcpy(buf + len, "=" LONG_VALUE, 2);
+        len += 2;
+    }
     buf[len] = '\0';
     if (buf[0] == '[') {
         char *close = strchr(buf, ']');
@@ -523,6 +579,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
     parse_state_t *st = user;
     if (st->failed)
         return 1;
+    if (strcmp(value, LONG_VALUE) == 0 && st->long_value)
+        value = st->long_value;
     return apply(st, section, name, value) ? 1 : 0;
 }
 
@@ -699,6 +757,7 @@ int dl_config_parse(dl_config_t *cfg, const char *path, const char *text, int n_
         apply_override(st, overrides[i]);
     check_required(st);
     int failed = st->failed;
+    free(st->long_value);
     free(st);
     return failed ? DL_EINPUT : 0;
 }

@@ -14,6 +14,8 @@
 
 #define DL_MAX_LAYERS 256
 #define DL_PATH_MAX 1024
+/* A dataset: a path, a glob, or a comma-separated list of shard paths. */
+#define DL_SPEC_MAX 16384
 
 typedef enum { DL_DEVICE_CPU, DL_DEVICE_CUDA, DL_DEVICE_AUTO } dl_device_t;
 typedef enum { DL_OPT_SGD, DL_OPT_ADAMW } dl_opt_type_t;
@@ -44,11 +46,15 @@ typedef struct dl_config {
     char run_dir[DL_PATH_MAX];
     double label_smoothing;
     /* [data] */
-    char train_data[DL_PATH_MAX], test_data[DL_PATH_MAX];
-    int64_t prefetch;     /* batches read ahead by the I/O thread */
-    int shuffle;          /* a seeded permutation per epoch (else file order) */
-    int64_t crop_padding; /* augmentation: random crop after this much zero padding (0 = off) */
-    int flip;             /* augmentation: random horizontal flips */
+    char train_data[DL_SPEC_MAX], test_data[DL_SPEC_MAX];
+    int64_t prefetch;         /* batches read ahead by the I/O thread */
+    int shuffle;              /* a seeded order per epoch (else file order) */
+    int64_t shuffle_block;    /* 0 = one permutation; > 0 = stream order with these blocks */
+    int64_t shuffle_buffer;   /* stream order: shuffle buffer, samples */
+    int64_t memory_budget_mb; /* the data pipeline's memory per rank; 0 = no limit */
+    int trace;                /* write each rank's sample indices per step */
+    int64_t crop_padding;     /* augmentation: random crop after this much zero padding (0 = off) */
+    int flip;                 /* augmentation: random horizontal flips */
     /* [model] */
     int preset; /* index into dl_preset_names; 0 = none (layer sections) */
     char init_from[DL_PATH_MAX];
@@ -60,7 +66,7 @@ typedef struct dl_config {
     dl_layer_spec_t layers[DL_MAX_LAYERS];
     /* provenance: where each key of the key table got its value (0 = default,
      * -1 = command line, otherwise the job-file line) */
-    int origin[64];
+    int origin[96];
 } dl_config_t;
 
 /* Parse job-file text (already read; path names it in messages) and apply

@@ -66,6 +66,56 @@ static int plan_batches(const dl_config_t *cfg, dl_plan_t *p, dl_err_t *err)
     return 0;
 }
 
+/* The training order, and the data pipeline's memory on each rank: the
+ * order, the loader's prefetch slots (depth + 1 batches of floats, labels
+ * and indices), and the reader's scratch (raw samples of one read, for each
+ * dataset) plus HDF5's own buffers for every open file. */
+static int plan_data(const dl_config_t *cfg, const dl_dataset_t *train, dl_plan_t *p, dl_err_t *err)
+{
+    int nf = p->train.n_files;
+    p->shard_sizes = dl_calloc((size_t)nf, sizeof *p->shard_sizes, err);
+    if (!p->shard_sizes)
+        return DL_ENOMEM;
+    for (int i = 0; i < nf; i++)
+        p->shard_sizes[i] = dl_dataset_shard_size(train, i);
+    p->order = (dl_sampler_cfg_t){.n = p->train.n,
+                                  .global_batch = p->global_batch,
+                                  .world = p->world,
+                                  .seed = (uint64_t)cfg->seed,
+                                  .order = !cfg->shuffle             ? DL_ORDER_FILE
+                                           : cfg->shuffle_block == 0 ? DL_ORDER_PERMUTATION
+                                                                     : DL_ORDER_STREAM,
+                                  .block = cfg->shuffle_block,
+                                  .buffer = cfg->shuffle_buffer,
+                                  .shard_sizes = p->shard_sizes,
+                                  .n_shards = nf};
+    p->max_batch = p->batch > DL_EVAL_CHUNK ? p->batch : DL_EVAL_CHUNK;
+    int64_t sample = p->in_size;
+    p->order_bytes = dl_sampler_bytes(&p->order);
+    p->prefetch_bytes = (cfg->prefetch + 1) * p->max_batch * (sample * 4 + 4 + 8);
+    p->read_bytes = 2 * p->max_batch * (sample + 32) +
+                    (int64_t)(p->train.n_files + p->test.n_files) * DL_H5_FILE_BYTES;
+    p->data_bytes = p->order_bytes + p->prefetch_bytes + p->read_bytes;
+    int64_t budget = cfg->memory_budget_mb << 20;
+    if (budget && p->data_bytes > budget)
+        return DL_ERR(err, DL_EINPUT,
+                      "%s: the data pipeline needs %.1f MiB per rank but [data] memory_budget_mb "
+                      "= %lld: %.1f MiB for the %s order of %lld samples, %.1f MiB for %lld "
+                      "prefetched batches of %lld samples, %.1f MiB of read buffers. Lower [data] "
+                      "prefetch or the batch size%s, or raise the budget",
+                      cfg->path, (double)p->data_bytes / 1048576.0,
+                      (long long)cfg->memory_budget_mb, (double)p->order_bytes / 1048576.0,
+                      dl_order_name(p->order.order), (long long)p->train.n,
+                      (double)p->prefetch_bytes / 1048576.0, (long long)cfg->prefetch + 1,
+                      (long long)p->max_batch, (double)p->read_bytes / 1048576.0,
+                      p->order.order == DL_ORDER_PERMUTATION
+                          ? "; set [data] shuffle_block (e.g. 1024) to stream the order instead "
+                            "of holding a permutation of every sample"
+                      : p->order.order == DL_ORDER_STREAM ? "; lower [data] shuffle_buffer"
+                                                          : "");
+    return 0;
+}
+
 /* The model's sections, with a preset's "one unit per class" filled in. */
 static int copy_specs(const dl_config_t *cfg, dl_plan_t *p, dl_err_t *err)
 {
@@ -100,6 +150,8 @@ int dl_plan_make(const dl_config_t *cfg, int world, dl_plan_t *plan, dl_dataset_
         rc = check_data_fit(cfg, plan, err);
     if (!rc)
         rc = plan_batches(cfg, plan, err);
+    if (!rc)
+        rc = plan_data(cfg, train, plan, err);
     if (!rc) {
         dl_model_t m;
         rc = dl_model_build(&m, plan->specs, plan->n_specs, plan->in_shape, 1, err);
@@ -164,6 +216,14 @@ int dl_plan_print(const dl_config_t *cfg, const dl_plan_t *p, FILE *f, dl_err_t 
     fprintf(f, "; %lld steps per epoch (%lld samples dropped per epoch), %lld steps in all\n",
             (long long)p->steps_per_epoch, (long long)(p->train.n % p->global_batch),
             (long long)p->total_steps);
+    fprintf(f, "; data order: %s", dl_order_name(p->order.order));
+    if (p->order.order == DL_ORDER_STREAM)
+        fprintf(f, " (blocks of %lld samples, shuffle buffer %lld)", (long long)p->order.block,
+                (long long)p->order.buffer);
+    fprintf(f, "; data pipeline memory per rank: %.1f MiB", (double)p->data_bytes / 1048576.0);
+    if (cfg->memory_budget_mb)
+        fprintf(f, " (budget %lld MiB)", (long long)cfg->memory_budget_mb);
+    fprintf(f, "\n");
     fprintf(f, "; model: %lld parameters, %.3f MFLOP per training sample\n", (long long)p->n_params,
             (double)p->train_flops * 1e-6);
     dl_model_t m;
@@ -179,4 +239,6 @@ void dl_plan_free(dl_plan_t *plan)
 {
     free(plan->specs);
     plan->specs = NULL;
+    free(plan->shard_sizes);
+    plan->shard_sizes = NULL;
 }

@@ -8,7 +8,14 @@
 #include <stdio.h>
 
 #include "../io/dataset.h"
+#include "../io/sampler.h"
 #include "config.h"
+
+/* Evaluation reads the test set in chunks of this many samples. */
+#define DL_EVAL_CHUNK 256
+/* HDF5's buffers for one open file (metadata cache and sieve buffer), as
+ * measured; counted in the data pipeline's memory. */
+#define DL_H5_FILE_BYTES (256 * 1024)
 
 typedef struct dl_plan {
     dl_dataset_info_t train, test;
@@ -23,6 +30,12 @@ typedef struct dl_plan {
     int64_t train_flops; /* per sample, forward + backward */
     int n_specs;
     dl_layer_spec_t *specs; /* the model's layer sections, classes filled in (owned) */
+    /* The data pipeline: the training order (each rank sets its own rank)
+     * and what it holds in memory on each rank, in bytes. */
+    dl_sampler_cfg_t order;
+    int64_t *shard_sizes; /* samples per training shard (owned; order.shard_sizes) */
+    int64_t max_batch;    /* the largest read: a training batch or an evaluation chunk */
+    int64_t order_bytes, prefetch_bytes, read_bytes, data_bytes; /* data_bytes: their sum */
 } dl_plan_t;
 
 /* Open the datasets named in cfg and check that they, the model and the

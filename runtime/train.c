@@ -1,16 +1,20 @@
 /* The training loop; see train.h.
  *
- * Data order (io/sampler.h): each epoch has one seeded permutation of the
- * training set, identical on every rank; global batch b of the epoch is
- * perm[b*G .. (b+1)*G) and rank r takes the contiguous slice r*B .. (r+1)*B
- * of it. The order of samples therefore depends only on the seed, the epoch
- * and the global batch size, never on the number of ranks, and an N-rank run
+ * Data order (io/sampler.h): each epoch has one seeded order of the
+ * training set (a permutation, or the stream order for large datasets),
+ * identical on every rank; global batch b of the epoch is entries
+ * [b*G, (b+1)*G) of it and rank r takes the contiguous slice r*B .. (r+1)*B.
+ * The order of samples therefore depends only on the seed, the epoch and the
+ * global batch size, never on the number of ranks, and an N-rank run
  * computes the same updates as a 1-rank run with the same global batch.
  * The loss is scaled by 1/G on every rank, so the all-reduced sum of the
  * ranks' gradients is the gradient of the global batch's mean loss. */
+#include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "../io/augment.h"
@@ -21,8 +25,6 @@
 #include "metrics.h"
 #include "optim.h"
 #include "train.h"
-
-#define EVAL_CHUNK 256
 
 static double now_s(void)
 {
@@ -72,6 +74,7 @@ typedef struct trainer {
     int64_t *idx;
     float *dlogits, *aug_scratch, *pad_value;
     double data_wait_s; /* waited for batches since the last log */
+    FILE *trace;        /* [data] trace: this rank's sample indices per step */
     int max_batch;
     dl_metrics_t metrics;
 } trainer_t;
@@ -108,7 +111,7 @@ static int setup_augment(trainer_t *t, dl_err_t *err)
 static int alloc_buffers(trainer_t *t, dl_err_t *err)
 {
     const dl_plan_t *p = &t->plan;
-    t->max_batch = (int)(p->batch > EVAL_CHUNK ? p->batch : EVAL_CHUNK);
+    t->max_batch = (int)p->max_batch;
     int rc = dl_model_build(&t->model, p->specs, p->n_specs, p->in_shape, t->max_batch, err);
     if (rc)
         return rc;
@@ -119,8 +122,9 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
     rc = dl_optim_init(&t->opt, &t->cfg->optim, t->model.n_params, err);
     if (rc)
         return rc;
-    rc = dl_sampler_init(&t->sampler, p->train.n, p->global_batch, t->rank, t->world,
-                         (uint64_t)t->cfg->seed, t->cfg->shuffle, err);
+    dl_sampler_cfg_t order = p->order;
+    order.rank = t->rank;
+    rc = dl_sampler_init(&t->sampler, &order, err);
     if (rc)
         return rc;
     t->idx = dl_calloc((size_t)t->max_batch, sizeof(int64_t), err);
@@ -136,6 +140,8 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
 static void free_trainer(trainer_t *t)
 {
     dl_loader_stop(t->loader); /* before the datasets close */
+    if (t->trace)
+        fclose(t->trace);
     dl_model_free(&t->model);
     dl_optim_free(&t->opt);
     dl_plan_free(&t->plan);
@@ -243,6 +249,14 @@ static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
 static int request_step(trainer_t *t, int64_t step, dl_err_t *err)
 {
     const int64_t *idx = dl_sampler_batch(&t->sampler, step, NULL);
+    if (t->trace) {
+        fprintf(t->trace, "%lld", (long long)step);
+        for (int64_t j = 0; j < t->plan.batch; j++)
+            fprintf(t->trace, " %lld", (long long)idx[j]);
+        if (fputc('\n', t->trace) == EOF)
+            return DL_ERR(err, DL_EIO, "cannot write the data trace in %s: %s", t->cfg->run_dir,
+                          strerror(errno));
+    }
     return dl_loader_request(t->loader, t->train, idx, (int)t->plan.batch, err);
 }
 
@@ -294,6 +308,7 @@ static int train_step(trainer_t *t, int64_t step, double lr, double *acc, dl_err
 
 typedef struct run_result {
     double test_loss, test_acc, train_loss, train_s, wall_s;
+    int64_t peak_rss_kib; /* the largest over all ranks */
 } run_result_t;
 
 static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
@@ -313,19 +328,26 @@ static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
     if (!f)
         return DL_ERR(err, DL_ENOMEM, "out of memory writing the summary");
     double samples = (double)p->total_steps * (double)p->global_batch;
+    dl_data_pos_t pos =
+        dl_sampler_position(&t->sampler, p->total_steps); /* where a resume goes on */
     fprintf(f,
             "{\n  \"test_accuracy\": %.6f,\n  \"test_loss\": %.6f,\n  \"train_loss\": %.6f,\n"
             "  \"steps\": %lld,\n  \"epochs\": %.4f,\n  \"world_size\": %d,\n"
             "  \"batch_size\": %lld,\n  \"global_batch_size\": %lld,\n  \"wall_s\": %.3f,\n"
             "  \"train_s\": %.3f,\n  \"samples_per_s\": %.1f,\n  \"n_params\": %lld,\n"
             "  \"params_digest\": \"%016llx\",\n  \"config_digest\": \"%016llx\",\n"
+            "  \"data_order\": \"%s\",\n"
+            "  \"data_position\": {\"epoch\": %lld, \"offset\": %lld, \"seed\": %llu},\n"
+            "  \"data_memory_mib\": %.2f,\n  \"peak_rss_mib\": %.1f,\n"
             "  \"dltrain_version\": \"%s\"\n}\n",
             r->test_acc, r->test_loss, r->train_loss, (long long)p->total_steps,
             (double)p->total_steps / (double)p->steps_per_epoch, p->world, (long long)p->batch,
             (long long)p->global_batch, r->wall_s, r->train_s,
             r->train_s > 0 ? samples / r->train_s : 0.0, (long long)t->model.n_params,
             (unsigned long long)dl_model_digest(&t->model),
-            (unsigned long long)dl_config_digest(cfg), DLTRAIN_VERSION);
+            (unsigned long long)dl_config_digest(cfg), dl_order_name(p->order.order),
+            (long long)pos.epoch, (long long)pos.offset, (unsigned long long)pos.seed,
+            (double)p->data_bytes / 1048576.0, (double)r->peak_rss_kib / 1024.0, DLTRAIN_VERSION);
     fclose(f);
     snprintf(path, sizeof path, "%s/summary.json", cfg->run_dir);
     rc = dl_write_file_atomic(path, json, len, err);
@@ -443,6 +465,29 @@ static void announce(trainer_t *t, const dl_dist_t *dist)
                    (long long)p->train.n, p->train.c, p->train.h, p->train.w, p->train.num_classes,
                    (long long)p->test.n, (long long)p->global_batch, (long long)p->batch,
                    (long long)p->steps_per_epoch, (long long)p->total_steps);
+    dl_metrics_say(&t->metrics, "data order: %s; data pipeline memory %.1f MiB per rank",
+                   dl_order_name(p->order.order), (double)p->data_bytes / 1048576.0);
+}
+
+/* [data] trace: one file per rank, in the run directory (which exists). */
+static int open_trace(trainer_t *t, dl_err_t *err)
+{
+    char path[DL_PATH_MAX + 48];
+    snprintf(path, sizeof path, "%s/data-trace-rank%d.txt", t->cfg->run_dir, t->rank);
+    t->trace = fopen(path, "w");
+    if (!t->trace)
+        return DL_ERR(err, DL_EIO, "cannot create %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* The largest peak resident memory of any rank, in KiB. */
+static int peak_rss(dl_comm_t *comm, int64_t *kib, dl_err_t *err)
+{
+    struct rusage ru;
+    int64_t neg = getrusage(RUSAGE_SELF, &ru) == 0 ? -(int64_t)ru.ru_maxrss : 0;
+    int rc = dl_comm_allreduce_min_i64(comm, &neg, 1, err);
+    *kib = -neg;
+    return rc;
 }
 
 static int write_resolved_config(const dl_config_t *cfg, dl_err_t *err)
@@ -480,11 +525,23 @@ int dl_train_run(const dl_config_t *cfg, dl_dist_t *dist, dl_comm_t *comm, dl_er
             announce(&t, dist);
     }
     rc = agree(comm, rc, err);
+    if (!rc && cfg->trace)
+        rc = agree(comm, open_trace(&t, err), err);
     if (!rc)
         rc = init_params(&t, err);
     run_result_t r = {0};
     if (!rc)
         rc = run_loop(&t, &r, err);
+    if (!rc && t.trace) {
+        int bad = fclose(t.trace) != 0;
+        t.trace = NULL;
+        if (bad)
+            rc = DL_ERR(err, DL_EIO, "cannot write the data trace in %s: %s", cfg->run_dir,
+                        strerror(errno));
+    }
+    rc = agree(comm, rc, err);
+    if (!rc)
+        rc = peak_rss(comm, &r.peak_rss_kib, err);
     if (!rc && t.rank == 0) {
         r.wall_s = now_s() - t_start;
         rc = write_outputs(&t, &r, err);

@@ -41,4 +41,21 @@ static int check_failures;
     (check_failures ? (fprintf(stderr, "%d check(s) failed\n", check_failures), 1)                 \
                     : (printf("all checks passed\n"), 0))
 
+/* With runtime/error.h included first: the call returned DL_EINPUT and its
+ * message names both needles. */
+#if defined(DL_ERROR_H) && !defined(CHECK_EINPUT)
+#define CHECK_EINPUT(rc, err, needle1, needle2)                                                    \
+    check_einput((rc), (err), (needle1), (needle2), __FILE__, __LINE__)
+
+static void check_einput(int rc, const dl_err_t *err, const char *n1, const char *n2,
+                         const char *file, int line)
+{
+    if (rc != DL_EINPUT || !strstr(err->msg, n1) || !strstr(err->msg, n2)) {
+        fprintf(stderr, "%s:%d: expected DL_EINPUT naming \"%s\" and \"%s\"; got %d: %s\n", file,
+                line, n1, n2, rc, err->msg);
+        check_failures++;
+    }
+}
+#endif
+
 #endif
