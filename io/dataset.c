@@ -3,30 +3,28 @@
  * Each shard keeps its file and its /images and /labels dataset handles open
  * for the life of the dl_dataset_t; every other HDF5 handle is closed before
  * the function that opened it returns, on every path. */
-#include <errno.h>
-#include <glob.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <hdf5.h>
 
 #include "../models/rng.h"
 #include "dataset.h"
 #include "h5err.h"
+#include "h5util.h"
 
 #define DS_MAX_C 16 /* channels: dl_dataset_info_t has room for 16 */
-#define DS_SIEVE_BYTES 4096
 
 typedef struct ds_shard {
     char *path;
     hid_t file, images, labels; /* H5I_INVALID_HID when not open */
     int64_t n;
     int c, h, w, num_classes;
+    int is_float; /* /images is float32 (else uint8) */
     double mean[DS_MAX_C], std[DS_MAX_C];
 } ds_shard_t;
 
@@ -37,12 +35,12 @@ typedef struct ds_req {
 
 struct dl_dataset {
     dl_dataset_info_t info;
-    int n_shards, cap_shards;
+    int n_shards;
     ds_shard_t *shards;
     int64_t *offsets;                  /* n_shards + 1: first global index of each shard, then n */
-    float lut[DS_MAX_C][256];          /* (pixel - mean[c]) / std[c] for every pixel value */
+    float lut[DS_MAX_C][256];          /* uint8 data: (pixel - mean[c]) / std[c] for every value */
     ds_req_t *reqs;                    /* scratch: requests sorted by global index */
-    uint8_t *pix;                      /* scratch: unique samples of one shard, c*h*w bytes each */
+    void *pix;                         /* scratch: unique samples of one shard, c*h*w values each */
     int32_t *lab;                      /* scratch: their labels */
     size_t reqs_cap, pix_cap, lab_cap; /* in elements */
 };
@@ -54,189 +52,7 @@ static void h5_close_space(hid_t *s)
     *s = H5I_INVALID_HID;
 }
 
-/* Human-readable datatype for messages, e.g. "64-bit float". */
-static void h5_type_name(hid_t t, char *buf, size_t size)
-{
-    H5T_class_t cls = H5Tget_class(t);
-    size_t bits = H5Tget_size(t) * 8;
-    if (cls == H5T_INTEGER)
-        snprintf(buf, size, "%zu-bit %s integer", bits,
-                 H5Tget_sign(t) == H5T_SGN_NONE ? "unsigned" : "signed");
-    else if (cls == H5T_FLOAT)
-        snprintf(buf, size, "%zu-bit float", bits);
-    else if (cls == H5T_STRING)
-        snprintf(buf, size, "string");
-    else
-        snprintf(buf, size, "a non-numeric type (class %d)", (int)cls);
-}
-
-/* ---- spec expansion -------------------------------------------------------- */
-
-static int ds_add_path(dl_dataset_t *ds, const char *path, dl_err_t *err)
-{
-    if (ds->n_shards == ds->cap_shards) {
-        int cap = ds->cap_shards ? 2 * ds->cap_shards : 8;
-        ds_shard_t *s = realloc(ds->shards, (size_t)cap * sizeof *s);
-        if (!s)
-            return DL_ERR(err, DL_ENOMEM, "out of memory listing dataset shards");
-        ds->shards = s;
-        ds->cap_shards = cap;
-    }
-    ds_shard_t *sh = &ds->shards[ds->n_shards];
-    memset(sh, 0, sizeof *sh);
-    sh->file = sh->images = sh->labels = H5I_INVALID_HID;
-    sh->path = dl_calloc(strlen(path) + 1, 1, err);
-    if (!sh->path)
-        return DL_ENOMEM;
-    memcpy(sh->path, path, strlen(path) + 1);
-    ds->n_shards++;
-    return 0;
-}
-
-/* Add one list entry: a literal path, or a glob pattern expanded in sorted order. */
-static int ds_add_entry(dl_dataset_t *ds, const char *entry, dl_err_t *err)
-{
-    if (!strpbrk(entry, "*?["))
-        return ds_add_path(ds, entry, err);
-    glob_t g;
-    int grc = glob(entry, 0, NULL, &g); /* no GLOB_NOSORT: shards come sorted */
-    if (grc == GLOB_NOMATCH)
-        return DL_ERR(err, DL_EINPUT, "%s: glob pattern matches no files", entry);
-    if (grc != 0) {
-        if (grc != GLOB_NOSPACE)
-            globfree(&g);
-        return DL_ERR(err, grc == GLOB_NOSPACE ? DL_ENOMEM : DL_EIO,
-                      "%s: cannot expand glob pattern (a directory could not be read)", entry);
-    }
-    int rc = 0;
-    for (size_t i = 0; !rc && i < g.gl_pathc; i++)
-        rc = ds_add_path(ds, g.gl_pathv[i], err);
-    globfree(&g);
-    return rc;
-}
-
-/* Split spec on commas (spaces around entries ignored) and expand each entry. */
-static int ds_expand_spec(dl_dataset_t *ds, const char *spec, dl_err_t *err)
-{
-    size_t len = strlen(spec);
-    char *buf = dl_calloc(len + 1, 1, err);
-    if (!buf)
-        return DL_ENOMEM;
-    memcpy(buf, spec, len + 1);
-    int rc = 0;
-    char *p = buf;
-    while (!rc) {
-        char *comma = strchr(p, ',');
-        if (comma)
-            *comma = '\0';
-        while (*p == ' ')
-            p++;
-        for (char *e = p + strlen(p); e > p && e[-1] == ' ';)
-            *--e = '\0';
-        if (!*p)
-            rc = DL_ERR(err, DL_EINPUT,
-                        "dataset \"%s\": empty entry in the comma-separated list of files", spec);
-        else
-            rc = ds_add_entry(ds, p, err);
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
-    free(buf);
-    return rc;
-}
-
-/* ---- attributes ------------------------------------------------------------ */
-
-/* Open attribute name of loc; label names it in messages (e.g. "root attribute
- * num_classes"), want says what is accepted. Checks class and value count. */
-static int ds_attr_open(hid_t loc, const char *path, const char *label, const char *name,
-                        H5T_class_t cls, hssize_t npts, const char *want, hid_t *out, dl_err_t *err)
-{
-    htri_t ex = H5Aexists(loc, name);
-    if (ex < 0)
-        return H5_FAIL(err, DL_ELIB, "%s: cannot look up %s", path, label);
-    if (ex == 0)
-        return DL_ERR(err, DL_EINPUT, "%s: %s is missing; expected %s", path, label, want);
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0)
-        return H5_FAIL(err, DL_EINPUT, "%s: cannot open %s", path, label);
-    hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
-    int rc = 0;
-    if (t < 0 || sp < 0) {
-        rc = H5_FAIL(err, DL_ELIB, "%s: cannot inspect %s", path, label);
-    } else if (H5Tget_class(t) != cls) {
-        char tn[64];
-        h5_type_name(t, tn, sizeof tn);
-        rc = DL_ERR(err, DL_EINPUT, "%s: %s is a %s; expected %s", path, label, tn, want);
-    } else if (H5Sget_simple_extent_npoints(sp) != npts) {
-        rc = DL_ERR(err, DL_EINPUT, "%s: %s has %lld values; expected %s", path, label,
-                    (long long)H5Sget_simple_extent_npoints(sp), want);
-    }
-    if (t >= 0)
-        H5Tclose(t);
-    h5_close_space(&sp);
-    if (rc)
-        H5Aclose(a);
-    else
-        *out = a;
-    return rc;
-}
-
-/* Read a string attribute stored either fixed-length or variable-length. */
-static int ds_attr_str(hid_t a, const char *path, const char *label, char *buf, size_t size,
-                       dl_err_t *err)
-{
-    hid_t ft = H5Aget_type(a), mt = H5Tcopy(H5T_C_S1);
-    htri_t vl = ft >= 0 ? H5Tis_variable_str(ft) : -1;
-    size_t fs = ft >= 0 ? H5Tget_size(ft) : 0;
-    int rc = 0;
-    /* Match the character set: HDF5 will not convert between ASCII and UTF-8. */
-    if (ft < 0 || mt < 0 || vl < 0 || H5Tset_cset(mt, H5Tget_cset(ft)) < 0) {
-        rc = H5_FAIL(err, DL_ELIB, "%s: cannot inspect %s", path, label);
-    } else if (vl) {
-        char *s = NULL;
-        if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, &s) < 0)
-            rc = H5_FAIL(err, DL_EINPUT, "%s: cannot read %s", path, label);
-        else
-            snprintf(buf, size, "%s", s ? s : "");
-        H5free_memory(s);
-    } else if (fs + 1 > size) {
-        rc = DL_ERR(err, DL_EINPUT,
-                    "%s: %s is a %zu-character string; expected "
-                    "\"image-classification\"",
-                    path, label, fs);
-    } else if (H5Tset_size(mt, fs + 1) < 0 || H5Aread(a, mt, buf) < 0) {
-        rc = H5_FAIL(err, DL_EINPUT, "%s: cannot read %s", path, label);
-    } else {
-        buf[fs] = '\0';
-    }
-    if (ft >= 0)
-        H5Tclose(ft);
-    if (mt >= 0)
-        H5Tclose(mt);
-    return rc;
-}
-
-/* Open, check and read a scalar/array attribute in one call. kind: 's' string
- * (into buf of size n), 'i' one int64 (into buf), 'd' n doubles (into buf). */
-static int ds_attr_get(hid_t loc, const char *path, const char *obj, const char *name, char kind,
-                       void *buf, int n, const char *want, dl_err_t *err)
-{
-    char label[96];
-    snprintf(label, sizeof label, "%s attribute %s", obj, name);
-    H5T_class_t cls = kind == 's' ? H5T_STRING : kind == 'i' ? H5T_INTEGER : H5T_FLOAT;
-    hid_t a = H5I_INVALID_HID;
-    int rc = ds_attr_open(loc, path, label, name, cls, kind == 'd' ? n : 1, want, &a, err);
-    if (rc)
-        return rc;
-    if (kind == 's')
-        rc = ds_attr_str(a, path, label, buf, (size_t)n, err);
-    else if (H5Aread(a, kind == 'i' ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, buf) < 0)
-        rc = H5_FAIL(err, DL_EINPUT, "%s: cannot read %s", path, label);
-    H5Aclose(a);
-    return rc;
-}
+/* ---- root attributes ------------------------------------------------------- */
 
 /* Root attributes: schema name and version, number of classes. */
 static int ds_check_root(ds_shard_t *sh, dl_err_t *err)
@@ -245,22 +61,28 @@ static int ds_check_root(ds_shard_t *sh, dl_err_t *err)
     const char *p = sh->path;
     char s[64];
     int64_t v = 0;
-    int rc = ds_attr_get(sh->file, p, "root", "dltrain_schema", 's', s, sizeof s,
-                         "the string \"image-classification\"", err);
+    int rc = dl_h5_schema_name(sh->file, p, s, sizeof s, err);
+    if (!rc && strcmp(s, "tokens") == 0)
+        return DL_ERR(err, DL_EINPUT,
+                      "%s: a token dataset (dltrain_schema = \"tokens\"); training reads "
+                      "image-classification datasets; token datasets are for language-model "
+                      "jobs, which dltrain does not train yet",
+                      p);
     if (!rc && strcmp(s, schema) != 0)
         return DL_ERR(err, DL_EINPUT,
                       "%s: root attribute dltrain_schema is \"%s\"; dltrain reads only "
                       "\"image-classification\" datasets",
                       p, s);
     if (!rc)
-        rc = ds_attr_get(sh->file, p, "root", "schema_version", 'i', &v, 1, "the integer 1", err);
+        rc =
+            dl_h5_attr_get(sh->file, p, "root", "schema_version", 'i', &v, 1, "the integer 1", err);
     if (!rc && v != 1)
         return DL_ERR(err, DL_EINPUT,
                       "%s: root attribute schema_version is %" PRId64 "; this dltrain reads "
                       "schema version 1 only",
                       p, v);
     if (!rc)
-        rc = ds_attr_get(sh->file, p, "root", "num_classes", 'i', &v, 1, "an integer >= 1", err);
+        rc = dl_h5_attr_get(sh->file, p, "root", "num_classes", 'i', &v, 1, "an integer >= 1", err);
     if (!rc && (v < 1 || v > INT_MAX))
         return DL_ERR(err, DL_EINPUT,
                       "%s: root attribute num_classes is %" PRId64 "; it must be an integer "
@@ -272,9 +94,23 @@ static int ds_check_root(ds_shard_t *sh, dl_err_t *err)
 
 /* ---- datasets ---------------------------------------------------------------- */
 
-/* Open dataset /name, check it is an integer dataset of the given rank and
- * return its dimensions. u8: require 8-bit unsigned. */
-static int ds_open_dset(ds_shard_t *sh, const char *name, int rank, int u8, const char *want,
+/* The element types accepted: any integer (labels), or the image types,
+ * uint8 or float32 (*is_float says which). */
+static int ds_type_ok(hid_t t, int images, int *is_float)
+{
+    H5T_class_t cls = H5Tget_class(t);
+    size_t size = H5Tget_size(t);
+    *is_float = cls == H5T_FLOAT;
+    if (!images)
+        return cls == H5T_INTEGER;
+    if (cls == H5T_FLOAT)
+        return size == 4;
+    return cls == H5T_INTEGER && size == 1 && H5Tget_sign(t) == H5T_SGN_NONE;
+}
+
+/* Open dataset /name, check its type (ds_type_ok) and rank, and return its
+ * dimensions. */
+static int ds_open_dset(ds_shard_t *sh, const char *name, int rank, int images, const char *want,
                         hid_t *out, hsize_t *dims, dl_err_t *err)
 {
     htri_t ex = H5Lexists(sh->file, name, H5P_DEFAULT);
@@ -289,13 +125,12 @@ static int ds_open_dset(ds_shard_t *sh, const char *name, int rank, int u8, cons
                        sh->path, name, want);
     hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
     int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
-    int rc = 0;
+    int rc = 0, is_float = 0;
     char tn[64];
     if (t < 0 || r < 0) {
         rc = H5_FAIL(err, DL_ELIB, "%s: cannot inspect dataset /%s", sh->path, name);
-    } else if (H5Tget_class(t) != H5T_INTEGER ||
-               (u8 && (H5Tget_size(t) != 1 || H5Tget_sign(t) != H5T_SGN_NONE))) {
-        h5_type_name(t, tn, sizeof tn);
+    } else if (!ds_type_ok(t, images, &is_float)) {
+        dl_h5_type_name(t, tn, sizeof tn);
         rc = DL_ERR(err, DL_EINPUT, "%s: dataset /%s has type %s; expected %s", sh->path, name, tn,
                     want);
     } else if (r != rank) {
@@ -311,13 +146,16 @@ static int ds_open_dset(ds_shard_t *sh, const char *name, int rank, int u8, cons
         H5Dclose(d);
     else
         *out = d;
+    if (images)
+        sh->is_float = is_float;
     return rc;
 }
 
 static int ds_check_images(ds_shard_t *sh, dl_err_t *err)
 {
-    static const char want[] = "uint8 (8-bit unsigned integers) of rank 4: N x C x H x W";
-    hsize_t d[4];
+    static const char want[] =
+        "uint8 (8-bit unsigned integers) or float32 (32-bit floats) of rank 4: N x C x H x W";
+    hsize_t d[4] = {0};
     int rc = ds_open_dset(sh, "images", 4, 1, want, &sh->images, d, err);
     if (rc)
         return rc;
@@ -341,7 +179,7 @@ static int ds_check_images(ds_shard_t *sh, dl_err_t *err)
 
 static int ds_check_labels(ds_shard_t *sh, dl_err_t *err)
 {
-    hsize_t d[1];
+    hsize_t d[1] = {0};
     int rc = ds_open_dset(sh, "labels", 1, 0, "integers of rank 1: one label per sample",
                           &sh->labels, d, err);
     if (!rc && (int64_t)d[0] != sh->n)
@@ -355,12 +193,14 @@ static int ds_check_labels(ds_shard_t *sh, dl_err_t *err)
 /* /images attributes mean and std: C float64 values each, std > 0. */
 static int ds_check_stats(ds_shard_t *sh, dl_err_t *err)
 {
-    char want[96];
-    snprintf(want, sizeof want, "%d float64 value%s (one per channel, pixel units 0..255)", sh->c,
-             sh->c > 1 ? "s" : "");
-    int rc = ds_attr_get(sh->images, sh->path, "/images", "mean", 'd', sh->mean, sh->c, want, err);
+    char want[128];
+    snprintf(want, sizeof want, "%d float64 value%s (one per channel, %s)", sh->c,
+             sh->c > 1 ? "s" : "",
+             sh->is_float ? "in the units of the stored values" : "pixel units 0..255");
+    int rc =
+        dl_h5_attr_get(sh->images, sh->path, "/images", "mean", 'd', sh->mean, sh->c, want, err);
     if (!rc)
-        rc = ds_attr_get(sh->images, sh->path, "/images", "std", 'd', sh->std, sh->c, want, err);
+        rc = dl_h5_attr_get(sh->images, sh->path, "/images", "std", 'd', sh->std, sh->c, want, err);
     for (int c = 0; !rc && c < sh->c; c++) {
         if (!isfinite(sh->mean[c]))
             rc = DL_ERR(err, DL_EINPUT,
@@ -376,50 +216,9 @@ static int ds_check_stats(ds_shard_t *sh, dl_err_t *err)
     return rc;
 }
 
-/* Check that path exists and is an HDF5 file, then open it read-only. */
-static int ds_open_file(ds_shard_t *sh, dl_err_t *err)
-{
-    struct stat st;
-    if (stat(sh->path, &st) != 0) {
-        if (errno == ENOENT)
-            return DL_ERR(err, DL_EINPUT, "%s: no such file", sh->path);
-        return DL_ERR(err, DL_EINPUT, "%s: cannot access: %s", sh->path, strerror(errno));
-    }
-    if (S_ISDIR(st.st_mode))
-        return DL_ERR(err, DL_EINPUT, "%s: is a directory; expected an HDF5 file", sh->path);
-    htri_t is = H5Fis_hdf5(sh->path);
-    if (is < 0)
-        return H5_FAIL(err, DL_EIO, "%s: cannot read the file", sh->path);
-    if (is == 0)
-        return DL_ERR(err, DL_EINPUT,
-                      "%s: not an HDF5 file; a dataset shard is an HDF5 file with /images and "
-                      "/labels (convert IDX files with `dltrain-data idx`)",
-                      sh->path);
-    /* No file locking: network file systems such as NFS and Lustre often do
-     * not support the locks (the open then fails), and read-only training
-     * data, never modified while training, needs none. */
-    /* A small sieve buffer: samples are read as many small scattered runs, and
-     * HDF5's default 64 KiB sieve would copy 64 KiB around every one of them. */
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0 || H5Pset_file_locking(fapl, 0, 1) < 0 ||
-        H5Pset_sieve_buf_size(fapl, DS_SIEVE_BYTES) < 0) {
-        int rc = H5_FAIL(err, DL_ELIB, "%s: cannot set up file access properties", sh->path);
-        if (fapl >= 0)
-            H5Pclose(fapl);
-        return rc;
-    }
-    sh->file = H5Fopen(sh->path, H5F_ACC_RDONLY, fapl);
-    /* It passed H5Fis_hdf5 above, so a failure here is a damaged file: bad input. */
-    int rc = sh->file < 0
-                 ? H5_FAIL(err, DL_EINPUT, "%s: cannot open the HDF5 file; it is damaged", sh->path)
-                 : 0;
-    H5Pclose(fapl); /* after H5_FAIL: any HDF5 call resets the error stack */
-    return rc;
-}
-
 static int ds_open_shard(ds_shard_t *sh, dl_err_t *err)
 {
-    int rc = ds_open_file(sh, err);
+    int rc = dl_h5_open_read(sh->path, &sh->file, err);
     if (!rc)
         rc = ds_check_root(sh, err);
     if (!rc)
@@ -431,9 +230,20 @@ static int ds_open_shard(ds_shard_t *sh, dl_err_t *err)
     return rc;
 }
 
-/* Every shard must agree with the first on C, H, W and num_classes. */
+static const char *ds_type_word(const ds_shard_t *s)
+{
+    return s->is_float ? "float32" : "uint8";
+}
+
+/* Every shard must agree with the first on the image type, C, H, W and
+ * num_classes. */
 static int ds_check_agree(const ds_shard_t *a, const ds_shard_t *b, dl_err_t *err)
 {
+    if (a->is_float != b->is_float)
+        return DL_ERR(err, DL_EINPUT,
+                      "%s: dataset /images holds %s values but %s holds %s; all shards of a "
+                      "dataset must store the same type",
+                      b->path, ds_type_word(b), a->path, ds_type_word(a));
     if (a->c != b->c || a->h != b->h || a->w != b->w)
         return DL_ERR(err, DL_EINPUT,
                       "%s: dataset /images holds samples of C x H x W = %d x %d x %d but %s has "
@@ -463,6 +273,7 @@ static int ds_finish(dl_dataset_t *ds, dl_err_t *err)
     in->c = s0->c, in->h = s0->h, in->w = s0->w;
     in->num_classes = s0->num_classes;
     in->n_files = ds->n_shards;
+    in->is_float = s0->is_float;
     for (int c = 0; c < in->c; c++) {
         double m = 0, v = 0, nn = (double)in->n;
         for (int i = 0; i < ds->n_shards; i++)
@@ -480,18 +291,32 @@ static int ds_finish(dl_dataset_t *ds, dl_err_t *err)
     return 0;
 }
 
+/* One shard per path of the spec, none open yet. */
+static int ds_make_shards(dl_dataset_t *ds, const char *spec, dl_err_t *err)
+{
+    dl_paths_t paths;
+    int rc = dl_paths_expand(&paths, spec, err);
+    if (!rc && !(ds->shards = dl_calloc((size_t)paths.n, sizeof *ds->shards, err)))
+        rc = DL_ENOMEM;
+    for (int i = 0; !rc && i < paths.n; i++) {
+        ds_shard_t *sh = &ds->shards[i];
+        sh->file = sh->images = sh->labels = H5I_INVALID_HID;
+        sh->path = paths.v[i]; /* the shard owns it now */
+        paths.v[i] = NULL;
+        ds->n_shards++;
+    }
+    dl_paths_free(&paths);
+    return rc;
+}
+
 int dl_dataset_open(const char *spec, dl_dataset_t **out, dl_err_t *err)
 {
     *out = NULL;
-    if (!spec || !*spec)
-        return DL_ERR(err, DL_EINPUT,
-                      "empty dataset name; give an HDF5 file, a comma-separated "
-                      "list of files or a glob pattern");
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors become dl_err_t messages */
     dl_dataset_t *ds = dl_calloc(1, sizeof *ds, err);
     if (!ds)
         return DL_ENOMEM;
-    int rc = ds_expand_spec(ds, spec, err);
+    int rc = ds_make_shards(ds, spec, err);
     for (int i = 0; !rc && i < ds->n_shards; i++) {
         rc = ds_open_shard(&ds->shards[i], err);
         if (!rc && i > 0)
@@ -602,13 +427,35 @@ static int64_t ds_select_runs(const dl_dataset_t *ds, const ds_req_t *r, int m, 
     return uniq;
 }
 
+/* Normalise one uint8 sample: (pixel - mean[c]) / std[c], from the table. */
+static void ds_norm_u8(const dl_dataset_t *ds, const uint8_t *src, float *dst)
+{
+    const dl_dataset_info_t *in = &ds->info;
+    size_t hw = (size_t)in->h * in->w;
+    for (int c = 0; c < in->c; c++)
+        for (size_t i = 0; i < hw; i++)
+            dst[c * hw + i] = ds->lut[c][src[c * hw + i]];
+}
+
+/* Normalise one float32 sample: (x - mean[c]) / std[c]. */
+static void ds_norm_f32(const dl_dataset_t *ds, const float *src, float *dst)
+{
+    const dl_dataset_info_t *in = &ds->info;
+    size_t hw = (size_t)in->h * in->w;
+    for (int c = 0; c < in->c; c++) {
+        double m = in->mean[c], s = in->std[c];
+        for (size_t i = 0; i < hw; i++)
+            dst[c * hw + i] = (float)(((double)src[c * hw + i] - m) / s);
+    }
+}
+
 /* Copy distinct samples (in sorted order) back to the caller's positions,
- * normalising pixels and checking labels. */
+ * normalising values and checking labels. */
 static int ds_scatter(const dl_dataset_t *ds, const ds_shard_t *sh, const ds_req_t *r, int m,
                       int64_t off, float *images, int32_t *labels, dl_err_t *err)
 {
     const dl_dataset_info_t *in = &ds->info;
-    size_t hw = (size_t)in->h * in->w, chw = (size_t)in->c * hw;
+    size_t chw = (size_t)in->c * in->h * in->w;
     int64_t row = -1, prev = -1;
     for (int j = 0; j < m; j++) {
         if (r[j].g != prev)
@@ -621,11 +468,11 @@ static int ds_scatter(const dl_dataset_t *ds, const ds_shard_t *sh, const ds_req
                           sh->path, r[j].g - off, r[j].g, (int)lab, in->num_classes - 1,
                           in->num_classes);
         labels[r[j].pos] = lab;
-        const uint8_t *src = ds->pix + (size_t)row * chw;
         float *dst = images + (size_t)r[j].pos * chw;
-        for (int c = 0; c < in->c; c++)
-            for (size_t i = 0; i < hw; i++)
-                dst[c * hw + i] = ds->lut[c][src[c * hw + i]];
+        if (in->is_float)
+            ds_norm_f32(ds, (const float *)ds->pix + (size_t)row * chw, dst);
+        else
+            ds_norm_u8(ds, (const uint8_t *)ds->pix + (size_t)row * chw, dst);
     }
     return 0;
 }
@@ -649,14 +496,15 @@ static int ds_read_shard(dl_dataset_t *ds, int s, const ds_req_t *r, int m, floa
     if (!rc && (uniq = ds_select_runs(ds, r, m, off, isp, lsp, sh->path, err)) < 0)
         rc = (int)uniq;
     if (!rc)
-        rc = ds_reserve((void **)&ds->pix, &ds->pix_cap, (size_t)uniq * chw, 1, err);
+        rc = ds_reserve(&ds->pix, &ds->pix_cap, (size_t)uniq * chw, in->is_float ? 4 : 1, err);
     if (!rc)
         rc = ds_reserve((void **)&ds->lab, &ds->lab_cap, (size_t)uniq, sizeof(int32_t), err);
     hsize_t ni = (hsize_t)uniq * chw, nl = (hsize_t)uniq;
     if (!rc && ((imsp = H5Screate_simple(1, &ni, NULL)) < 0 ||
                 (lmsp = H5Screate_simple(1, &nl, NULL)) < 0))
         rc = H5_FAIL(err, DL_ELIB, "%s: cannot create memory dataspaces", sh->path);
-    if (!rc && H5Dread(sh->images, H5T_NATIVE_UINT8, imsp, isp, H5P_DEFAULT, ds->pix) < 0)
+    hid_t itype = in->is_float ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT8;
+    if (!rc && H5Dread(sh->images, itype, imsp, isp, H5P_DEFAULT, ds->pix) < 0)
         rc = H5_FAIL(err, DL_EIO, "%s: cannot read dataset /images", sh->path);
     if (!rc && H5Dread(sh->labels, H5T_NATIVE_INT32, lmsp, lsp, H5P_DEFAULT, ds->lab) < 0)
         rc = H5_FAIL(err, DL_EIO, "%s: cannot read dataset /labels", sh->path);
@@ -707,42 +555,24 @@ void dl_dataset_thread_init(void)
 
 /* ---- verification ---------------------------------------------------------- */
 
-/* The checksum stored on a dataset by dltrain-data; 0 and *have = 0 if none. */
-static int ds_stored_digest(hid_t d, const char *path, const char *name, uint64_t *v, int *have,
-                            dl_err_t *err)
-{
-    *have = 0;
-    htri_t ex = H5Aexists(d, "fnv1a64");
-    if (ex < 0)
-        return H5_FAIL(err, DL_ELIB, "%s: cannot look up /%s attribute fnv1a64", path, name);
-    if (!ex)
-        return 0;
-    hid_t a = H5Aopen(d, "fnv1a64", H5P_DEFAULT);
-    int rc = a < 0 || H5Aread(a, H5T_NATIVE_UINT64, v) < 0
-                 ? H5_FAIL(err, DL_EINPUT, "%s: cannot read /%s attribute fnv1a64", path, name)
-                 : 0;
-    if (a >= 0)
-        H5Aclose(a);
-    *have = !rc;
-    return rc;
-}
-
-/* Read rows [i0, i0 + k) of a dataset whose rows have `row` values, as
- * 8-bit unsigned integers. */
-static int ds_read_rows_u8(hid_t d, int rank, int64_t i0, int64_t k, size_t row, uint8_t *buf,
-                           const char *path, const char *name, dl_err_t *err)
+/* Read rows [i0, i0 + k) of a dataset of the given rank (1 or 4) in memory
+ * type mtype, into buf. */
+static int ds_read_rows(hid_t d, int rank, int64_t i0, int64_t k, hid_t mtype, void *buf,
+                        const char *path, const char *name, dl_err_t *err)
 {
     hid_t fsp = H5Dget_space(d);
     hsize_t start[4] = {(hsize_t)i0, 0, 0, 0}, count[4] = {(hsize_t)k, 1, 1, 1};
     if (fsp >= 0 && rank == 4)
         H5Sget_simple_extent_dims(fsp, count, NULL), count[0] = (hsize_t)k;
-    hsize_t n = (hsize_t)k * row;
+    hsize_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= count[i];
     hid_t msp = H5Screate_simple(1, &n, NULL);
     int rc = 0;
     if (fsp < 0 || msp < 0 ||
         H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL) < 0)
         rc = H5_FAIL(err, DL_ELIB, "%s: cannot select rows of /%s", path, name);
-    else if (H5Dread(d, H5T_NATIVE_UINT8, msp, fsp, H5P_DEFAULT, buf) < 0)
+    else if (H5Dread(d, mtype, msp, fsp, H5P_DEFAULT, buf) < 0)
         rc = H5_FAIL(err, DL_EINPUT,
                      "%s: samples %lld..%lld of dataset /%s cannot be read; the file is damaged",
                      path, (long long)i0, (long long)(i0 + k - 1), name);
@@ -753,58 +583,133 @@ static int ds_read_rows_u8(hid_t d, int rank, int64_t i0, int64_t k, size_t row,
     return rc;
 }
 
-static int ds_check_digest(const char *path, const char *name, uint64_t stored, int have,
-                           uint64_t computed, dl_err_t *err)
+/* How /labels is read for verification: in the native type matching the
+ * stored one, so that its bytes hash to the stored checksum. */
+typedef struct ds_ltype {
+    hid_t mtype; /* native memory type; close with H5Tclose */
+    size_t size; /* bytes per label: 1, 2, 4 or 8 */
+    int is_signed;
+} ds_ltype_t;
+
+static int ds_label_type(const ds_shard_t *sh, ds_ltype_t *lt, dl_err_t *err)
 {
-    if (have && stored != computed)
+    hid_t ft = H5Dget_type(sh->labels);
+    lt->mtype = ft >= 0 ? H5Tget_native_type(ft, H5T_DIR_ASCEND) : H5I_INVALID_HID;
+    int rc =
+        lt->mtype < 0 ? H5_FAIL(err, DL_ELIB, "%s: cannot inspect dataset /labels", sh->path) : 0;
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (rc)
+        return rc;
+    lt->size = H5Tget_size(lt->mtype);
+    lt->is_signed = H5Tget_sign(lt->mtype) == H5T_SGN_2;
+    if (lt->size != 1 && lt->size != 2 && lt->size != 4 && lt->size != 8) {
+        H5Tclose(lt->mtype);
         return DL_ERR(err, DL_EINPUT,
-                      "%s: dataset /%s does not match its stored checksum (fnv1a64 %016llx, "
-                      "computed %016llx); the file is corrupt",
-                      path, name, (unsigned long long)stored, (unsigned long long)computed);
+                      "%s: dataset /labels has %zu-byte integers; accepted: 1, 2, 4 or 8 bytes",
+                      sh->path, lt->size);
+    }
     return 0;
+}
+
+/* Label i of buf, whose labels are of type lt. Unsigned 64-bit values beyond
+ * INT64_MAX come out negative: out of range either way. */
+static int64_t ds_label_at(const void *buf, int64_t i, const ds_ltype_t *lt)
+{
+    switch (lt->size) {
+    case 1: return lt->is_signed ? ((const int8_t *)buf)[i] : ((const uint8_t *)buf)[i];
+    case 2: return lt->is_signed ? ((const int16_t *)buf)[i] : ((const uint16_t *)buf)[i];
+    case 4: return lt->is_signed ? (int64_t)((const int32_t *)buf)[i] : ((const uint32_t *)buf)[i];
+    default: return ((const int64_t *)buf)[i];
+    }
+}
+
+/* Every float value finite (the converter never writes others). */
+static int ds_check_finite(const ds_shard_t *sh, const float *v, int64_t i0, int64_t k, size_t chw,
+                           dl_err_t *err)
+{
+    for (size_t j = 0; j < (size_t)k * chw; j++)
+        if (!isfinite(v[j]))
+            return DL_ERR(err, DL_EINPUT,
+                          "%s: dataset /images sample %lld (value %zu of it) is %g; accepted: "
+                          "finite numbers",
+                          sh->path, (long long)(i0 + (int64_t)(j / chw)), j % chw, (double)v[j]);
+    return 0;
+}
+
+static int ds_check_label_range(const ds_shard_t *sh, const void *lab, int64_t i0, int64_t k,
+                                const ds_ltype_t *lt, int num_classes, dl_err_t *err)
+{
+    for (int64_t j = 0; j < k; j++) {
+        int64_t v = ds_label_at(lab, j, lt);
+        if (v < 0 || v >= num_classes)
+            return DL_ERR(err, DL_EINPUT,
+                          "%s: dataset /labels entry %lld is %lld; accepted labels are 0..%d",
+                          sh->path, (long long)(i0 + j), (long long)v, num_classes - 1);
+    }
+    return 0;
+}
+
+/* Scratch for verifying: slab samples of images and of labels. */
+typedef struct ds_vbuf {
+    void *img, *lab;
+    int64_t slab;
+} ds_vbuf_t;
+
+/* Read all of one shard, check values and labels, compare checksums. */
+static int ds_verify_shard(const dl_dataset_t *ds, const ds_shard_t *sh, ds_vbuf_t *b, FILE *report,
+                           dl_err_t *err)
+{
+    const dl_dataset_info_t *in = &ds->info;
+    size_t chw = (size_t)in->c * in->h * in->w, elem = in->is_float ? 4 : 1;
+    hid_t itype = in->is_float ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT8;
+    uint64_t si = 0, sl = 0, di = DL_FNV_INIT, dlab = DL_FNV_INIT;
+    int hi = 0, hl = 0;
+    ds_ltype_t lt;
+    int rc = ds_label_type(sh, &lt, err);
+    if (rc)
+        return rc;
+    rc = dl_h5_stored_digest(sh->images, sh->path, "images", &si, &hi, err);
+    if (!rc)
+        rc = dl_h5_stored_digest(sh->labels, sh->path, "labels", &sl, &hl, err);
+    for (int64_t i0 = 0; !rc && i0 < sh->n; i0 += b->slab) {
+        int64_t k = sh->n - i0 < b->slab ? sh->n - i0 : b->slab;
+        rc = ds_read_rows(sh->images, 4, i0, k, itype, b->img, sh->path, "images", err);
+        if (!rc && in->is_float)
+            rc = ds_check_finite(sh, b->img, i0, k, chw, err);
+        if (!rc)
+            di = dl_fnv1a64_le(di, b->img, (size_t)k * chw, elem);
+        if (!rc)
+            rc = ds_read_rows(sh->labels, 1, i0, k, lt.mtype, b->lab, sh->path, "labels", err);
+        if (!rc)
+            rc = ds_check_label_range(sh, b->lab, i0, k, &lt, in->num_classes, err);
+        if (!rc)
+            dlab = dl_fnv1a64_le(dlab, b->lab, (size_t)k, lt.size);
+    }
+    H5Tclose(lt.mtype);
+    if (!rc)
+        rc = dl_h5_check_digest(sh->path, "images", si, hi, di, err);
+    if (!rc)
+        rc = dl_h5_check_digest(sh->path, "labels", sl, hl, dlab, err);
+    if (!rc && report)
+        fprintf(report, "%s: %lld samples read, %slabels in range, %s\n", sh->path,
+                (long long)sh->n, in->is_float ? "values finite, " : "",
+                hi && hl ? "checksums match"
+                         : "no stored checksums (written by an older dltrain-data)");
+    return rc;
 }
 
 int dl_dataset_verify(dl_dataset_t *ds, FILE *report, dl_err_t *err)
 {
     const dl_dataset_info_t *in = &ds->info;
-    size_t chw = (size_t)in->c * in->h * in->w;
-    const int64_t slab = 4096;
-    uint8_t *buf = dl_calloc((size_t)slab, chw, err);
-    if (!buf)
-        return DL_ENOMEM;
-    int rc = 0;
-    for (int s = 0; !rc && s < ds->n_shards; s++) {
-        const ds_shard_t *sh = &ds->shards[s];
-        uint64_t si = 0, sl = 0, di = DL_FNV_INIT, dlab = DL_FNV_INIT;
-        int hi = 0, hl = 0;
-        rc = ds_stored_digest(sh->images, sh->path, "images", &si, &hi, err);
-        if (!rc)
-            rc = ds_stored_digest(sh->labels, sh->path, "labels", &sl, &hl, err);
-        for (int64_t i0 = 0; !rc && i0 < sh->n; i0 += slab) {
-            int64_t k = sh->n - i0 < slab ? sh->n - i0 : slab;
-            rc = ds_read_rows_u8(sh->images, 4, i0, k, chw, buf, sh->path, "images", err);
-            if (!rc)
-                di = dl_fnv1a64(di, buf, (size_t)k * chw);
-            if (!rc)
-                rc = ds_read_rows_u8(sh->labels, 1, i0, k, 1, buf, sh->path, "labels", err);
-            for (int64_t j = 0; !rc && j < k; j++)
-                if (buf[j] >= in->num_classes)
-                    rc = DL_ERR(err, DL_EINPUT,
-                                "%s: dataset /labels entry %lld is %d; accepted labels are 0..%d",
-                                sh->path, (long long)(i0 + j), buf[j], in->num_classes - 1);
-            if (!rc)
-                dlab = dl_fnv1a64(dlab, buf, (size_t)k);
-        }
-        if (!rc)
-            rc = ds_check_digest(sh->path, "images", si, hi, di, err);
-        if (!rc)
-            rc = ds_check_digest(sh->path, "labels", sl, hl, dlab, err);
-        if (!rc && report)
-            fprintf(report, "%s: %lld samples read, labels in range, %s\n", sh->path,
-                    (long long)sh->n,
-                    hi && hl ? "checksums match"
-                             : "no stored checksums (written by an older dltrain-data)");
-    }
-    free(buf);
+    size_t bytes = (size_t)in->c * in->h * in->w * (in->is_float ? 4 : 1);
+    ds_vbuf_t b = {.slab = bytes >= (8u << 20) ? 1 : (int64_t)((8u << 20) / bytes)};
+    b.img = dl_calloc((size_t)b.slab, bytes, err);
+    b.lab = b.img ? dl_calloc((size_t)b.slab, 8, err) : NULL;
+    int rc = b.lab ? 0 : DL_ENOMEM;
+    for (int s = 0; !rc && s < ds->n_shards; s++)
+        rc = ds_verify_shard(ds, &ds->shards[s], &b, report, err);
+    free(b.img);
+    free(b.lab);
     return rc;
 }

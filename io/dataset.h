@@ -1,15 +1,28 @@
 /* dltrain image-classification datasets stored in HDF5.
  *
  * Schema (version 1), one or more files ("shards"), each holding:
- *   /images  uint8, rank 4, N x C x H x W, contiguous layout
+ *   /images  uint8 or float32, rank 4, N x C x H x W, contiguous layout
  *   /labels  any integer type, rank 1, N (values 0 .. num_classes-1)
  *   root attributes: dltrain_schema = "image-classification" (string),
  *                    schema_version = 1 (int), num_classes (int)
- *   /images attributes: mean, std (float64, length C, in pixel units 0..255)
- * Every shard of one dataset must agree on C, H, W and num_classes.
+ *   /images attributes: mean, std (float64, length C, in the units of the
+ *                       stored values: pixel units 0..255 for uint8)
+ *   optional fnv1a64 (uint64) on /images and /labels: FNV-1a checksum of the
+ *                    dataset's bytes as stored (little-endian), for verify
+ * Every shard of one dataset must agree on the /images type, C, H, W and
+ * num_classes. float32 /images (tabular features, made by `dltrain-data npy`
+ * or `csv`; N x D features are stored as C = 1, H = 1, W = D) are an
+ * additive extension of version 1: readers that predate it reject such
+ * files with a type error, so the version number stays 1. Both types are
+ * normalised the same way, (x - mean[c]) / std[c].
+ *
+ * Token datasets (dltrain_schema = "tokens", see tokens.h) share the file
+ * conventions but are not image-classification datasets: dl_dataset_open
+ * rejects them with a message saying so.
  *
  * The reader knows nothing about MPI: the caller passes the global sample
- * indices it wants, and reads only those samples (hyperslab reads). */
+ * indices it wants, and reads only those samples (hyperslab reads).
+ * Converters that write this schema are declared in convert.h. */
 #ifndef DL_DATASET_H
 #define DL_DATASET_H
 
@@ -25,7 +38,8 @@ typedef struct dl_dataset_info {
     int c, h, w; /* channels, height, width */
     int num_classes;
     int n_files;     /* number of shard files */
-    double mean[16]; /* per channel, pixel units (only c entries used) */
+    int is_float;    /* 1: /images is float32; 0: uint8 */
+    double mean[16]; /* per channel, stored units (only c entries used) */
     double std[16];
 } dl_dataset_info_t;
 
@@ -42,7 +56,7 @@ const dl_dataset_info_t *dl_dataset_info(const dl_dataset_t *ds);
 int64_t dl_dataset_shard_size(const dl_dataset_t *ds, int i);
 
 /* Read n samples with global indices idx[0..n-1] (any order, may repeat).
- * images: n x (c*h*w) floats, normalised as (pixel - mean[c]) / std[c];
+ * images: n x (c*h*w) floats, normalised as (value - mean[c]) / std[c];
  * labels: n int32. Reads only the requested samples from the files (grouped
  * into hyperslab runs), never whole files. A label outside 0..num_classes-1
  * is DL_EINPUT naming the file and index. */
@@ -51,11 +65,12 @@ int dl_dataset_read(dl_dataset_t *ds, const int64_t *idx, int n, float *images, 
 
 void dl_dataset_close(dl_dataset_t *ds);
 
-/* Read every sample of every shard, check every label, and compare the
- * images' and labels' FNV-1a checksums with the ones dltrain-data stored
- * (attribute fnv1a64). Writes one line per shard to report (may be NULL).
- * Unreadable data, a label out of range and a checksum mismatch are
- * DL_EINPUT naming the file and dataset. */
+/* Read every sample of every shard, check every label (and that float
+ * values are finite), and compare the images' and labels' FNV-1a checksums
+ * with the ones dltrain-data stored (attribute fnv1a64). Writes one line per
+ * shard to report (may be NULL). Unreadable data, a label out of range, a
+ * value that is not finite and a checksum mismatch are DL_EINPUT naming the
+ * file and dataset. */
 int dl_dataset_verify(dl_dataset_t *ds, FILE *report, dl_err_t *err);
 
 /* Prepare the calling thread for dataset reads: HDF5 keeps its error
@@ -63,13 +78,5 @@ int dl_dataset_verify(dl_dataset_t *ds, FILE *report, dl_err_t *err);
  * does this for the thread that opens. A dl_dataset_t is used by one thread
  * at a time (it keeps scratch buffers). */
 void dl_dataset_thread_init(void);
-
-/* Convert an IDX image file and IDX label file (gzip-compressed or plain) to
- * schema-1 HDF5, computing per-channel mean and std. With shards = 1 the
- * output is out_path; with more, out_path without its ".h5" followed by
- * "-KKKKK-of-NNNNN.h5", shard k holding samples [k*N/shards, (k+1)*N/shards).
- * Files are written under a ".tmp" suffix and renamed once all are complete. */
-int dl_idx_to_h5(const char *images_path, const char *labels_path, const char *out_path, int shards,
-                 dl_err_t *err);
 
 #endif

@@ -90,7 +90,7 @@ static int plan_data(const dl_config_t *cfg, const dl_dataset_t *train, dl_plan_
                                   .shard_sizes = p->shard_sizes,
                                   .n_shards = nf};
     p->max_batch = p->batch > DL_EVAL_CHUNK ? p->batch : DL_EVAL_CHUNK;
-    int64_t sample = p->in_size;
+    int64_t sample = p->in_size * (p->train.is_float ? 4 : 1); /* stored bytes */
     p->order_bytes = dl_sampler_bytes(&p->order);
     p->prefetch_bytes = (cfg->prefetch + 1) * p->max_batch * (sample * 4 + 4 + 8);
     p->read_bytes = 2 * p->max_batch * (sample + 32) +

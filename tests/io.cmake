@@ -12,3 +12,12 @@ add_test(NAME io.dltrain_data_cli
          COMMAND sh ${CMAKE_SOURCE_DIR}/tests/test_dltrain_data_cli.sh
                  $<TARGET_FILE:dltrain-data> ${CMAKE_CURRENT_BINARY_DIR}/scratch_io_cli)
 set_tests_properties(io.dltrain_data_cli PROPERTIES LABELS unit)
+
+# The .npy, CSV and token converters end to end (inputs made and outputs
+# checked with /usr/bin/python3's numpy and h5py), bad inputs, and a tiny MLP
+# trained on a float dataset converted from CSV.
+add_test(NAME io.dltrain_data_convert
+         COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/test_convert.py
+                 --dltrain-data $<TARGET_FILE:dltrain-data> --dltrain $<TARGET_FILE:dltrain>
+                 --dir ${CMAKE_CURRENT_BINARY_DIR}/scratch_io_convert)
+set_tests_properties(io.dltrain_data_convert PROPERTIES LABELS unit TIMEOUT 300)

@@ -1,6 +1,10 @@
 /* Tests for io/dataset.c and io/idx.c: IDX conversion (plain and gzip), exact
  * read-back in any index order, multi-shard datasets (comma list and glob),
- * and one test per bad-input message. Usage: test_dataset SCRATCH_DIR */
+ * float32 /images, and one test per bad-input message: missing datasets,
+ * wrong types and shapes, counts that differ, empty and truncated files, a
+ * token dataset, and shards that disagree. The .npy, CSV and token
+ * converters are tested through dltrain-data in test_dltrain_data_cli.sh.
+ * Usage: test_dataset SCRATCH_DIR */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -14,7 +18,9 @@
 #include <zlib.h>
 
 #include "check.h"
+#include "io/convert.h"
 #include "io/dataset.h"
+#include "io/tokens.h"
 
 /* The call returned DL_EINPUT and its message names both needles. */
 #define CHECK_EINPUT(rc, err, needle1, needle2)                                                    \
@@ -234,7 +240,10 @@ static void test_shards(void)
 /* ---- bad HDF5 files, made with the HDF5 C API -------------------------------- */
 
 typedef struct bad_opts {
-    int no_images, images_float, images_rank3, no_labels, labels_delta, no_mean;
+    int no_images, images_rank3, no_labels, labels_delta, no_mean;
+    int images_f64;     /* /images float64 (refused) */
+    int images_f32;     /* /images float32 (accepted) */
+    int num_classes;    /* 0: 10 */
     int bad_label;      /* store label 10 at sample 3 while num_classes is 10 */
     int h;              /* image height (0: H) */
     const char *schema; /* NULL: "image-classification", stored variable-length */
@@ -268,9 +277,10 @@ static void make_h5(const char *path, const bad_opts_t *o)
     int h = o->h ? o->h : H;
     uint8_t pix[N * 8 * W];
     float fpix[N * 8 * W];
+    double dpix[N * 8 * W];
     int64_t lab[N + 1];
     for (int i = 0; i < N * h * W; i++)
-        pix[i] = (uint8_t)(i * 13), fpix[i] = (float)i;
+        pix[i] = (uint8_t)(i * 13), fpix[i] = (float)i * 0.75f - 3, dpix[i] = i;
     for (int i = 0; i < N + 1; i++)
         lab[i] = i % 10;
     if (o->bad_label)
@@ -283,12 +293,13 @@ static void make_h5(const char *path, const bad_opts_t *o)
     const char *schema = o->schema ? o->schema : "image-classification";
     attr_write(f, "dltrain_schema", st, 0, &schema);
     H5Tclose(st);
-    int32_t one = 1, ten = 10;
+    int32_t one = 1, classes = o->num_classes ? o->num_classes : 10;
     attr_write(f, "schema_version", H5T_NATIVE_INT32, 0, &one);
-    attr_write(f, "num_classes", H5T_NATIVE_INT32, 0, &ten);
+    attr_write(f, "num_classes", H5T_NATIVE_INT32, 0, &classes);
     if (!o->no_images) {
         hsize_t d4[4] = {N, 1, (hsize_t)h, W}, d3[3] = {N, (hsize_t)h, W};
-        hid_t ds = o->images_float
+        hid_t ds = o->images_f64 ? dset_write(f, "images", H5T_NATIVE_DOUBLE, 4, d4, dpix)
+                   : o->images_f32
                        ? dset_write(f, "images", H5T_NATIVE_FLOAT, 4, d4, fpix)
                        : dset_write(f, "images", H5T_NATIVE_UINT8, o->images_rank3 ? 3 : 4,
                                     o->images_rank3 ? d3 : d4, pix);
@@ -329,11 +340,17 @@ static void test_bad_h5(void)
     expect_open_fails(spath(p, "does-not-exist.h5"), "does-not-exist.h5", "no such file", __LINE__);
     write_file(spath(p, "text.h5"), "hello, not hdf5\n", 16, 0);
     expect_open_fails(p, "text.h5", "not an HDF5 file", __LINE__);
-    bad_case("no_images.h5", (bad_opts_t){.no_images = 1}, "/images", __LINE__);
-    bad_case("float_images.h5", (bad_opts_t){.images_float = 1}, "/images", __LINE__);
+    bad_case("no_images.h5", (bad_opts_t){.no_images = 1}, "dataset /images is missing", __LINE__);
+    bad_case("float64_images.h5", (bad_opts_t){.images_f64 = 1},
+             "dataset /images has type 64-bit float; expected uint8 (8-bit unsigned integers) or "
+             "float32",
+             __LINE__);
     bad_case("rank3.h5", (bad_opts_t){.images_rank3 = 1}, "/images has rank 3", __LINE__);
-    bad_case("no_labels.h5", (bad_opts_t){.no_labels = 1}, "/labels", __LINE__);
-    bad_case("count.h5", (bad_opts_t){.labels_delta = 1}, "/labels has 7 entries", __LINE__);
+    bad_case("no_labels.h5", (bad_opts_t){.no_labels = 1}, "dataset /labels is missing", __LINE__);
+    bad_case("count.h5", (bad_opts_t){.labels_delta = 1},
+             "dataset /labels has 7 entries but /images has 6", __LINE__);
+    bad_case("count_short.h5", (bad_opts_t){.labels_delta = -2},
+             "dataset /labels has 4 entries but /images has 6", __LINE__);
     bad_case("no_mean.h5", (bad_opts_t){.no_mean = 1}, "attribute mean", __LINE__);
     bad_case("schema.h5", (bad_opts_t){.schema = "segmentation"}, "dltrain_schema", __LINE__);
 
@@ -366,6 +383,86 @@ static void test_bad_h5(void)
 
     snprintf(q, sizeof q, "%s/nothing-*.h5", scratch);
     expect_open_fails(q, "nothing-*.h5", "matches no files", __LINE__);
+}
+
+/* Files that are not whole: empty, cut short, or a token dataset. */
+static void test_damaged_files(void)
+{
+    char p[1024], whole[1024];
+    write_file(spath(p, "empty.h5"), "", 0, 0);
+    expect_open_fails(p, "empty.h5", "the file is empty (0 bytes)", __LINE__);
+
+    /* A valid converted file cut to half its size (an interrupted copy). */
+    CHECK(make_shard(spath(whole, "whole.h5"), 0, 400, 0) == 0);
+    struct stat st;
+    CHECK(stat(whole, &st) == 0);
+    FILE *in = fopen(whole, "rb");
+    size_t half = (size_t)st.st_size / 2;
+    char *buf = calloc(half, 1);
+    CHECK(in && buf && fread(buf, 1, half, in) == half);
+    if (in)
+        fclose(in);
+    write_file(spath(p, "half.h5"), buf, half, 0);
+    free(buf);
+    expect_open_fails(p, "half.h5", "damaged or truncated", __LINE__);
+
+    /* A token dataset is refused by the image reader, saying what it is. */
+    char raw[1024];
+    write_file(spath(raw, "text.bin"), "some bytes of text", 18, 0);
+    dl_err_t err = {0};
+    dl_tokens_opts_t o = {.bits = 16, .shards = 1};
+    CHECK(dl_tokens_convert(raw, spath(p, "tokens.h5"), &o, &err) == 0);
+    expect_open_fails(p, "tokens.h5",
+                      "a token dataset (dltrain_schema = \"tokens\"); training reads "
+                      "image-classification datasets",
+                      __LINE__);
+}
+
+/* Shards must agree on the /images type and on num_classes. */
+static void test_shards_disagree(void)
+{
+    char p8[1024], pf[1024], pc[1024], q[2100];
+    make_h5(spath(p8, "agree_u8.h5"), &(bad_opts_t){0});
+    make_h5(spath(pf, "agree_f32.h5"), &(bad_opts_t){.images_f32 = 1});
+    make_h5(spath(pc, "agree_12.h5"), &(bad_opts_t){.num_classes = 12});
+    snprintf(q, sizeof q, "%s,%s", p8, pf);
+    expect_open_fails(q, "agree_f32.h5", "dataset /images holds float32 values but", __LINE__);
+    snprintf(q, sizeof q, "%s,%s", pf, p8);
+    expect_open_fails(q, "agree_u8.h5", "must store the same type", __LINE__);
+    /* Differing num_classes is refused too (the converters write the whole
+     * dataset's number into every shard, so shards of one dataset agree). */
+    snprintf(q, sizeof q, "%s,%s", p8, pc);
+    expect_open_fails(q, "agree_12.h5", "root attribute num_classes is 12", __LINE__);
+}
+
+/* float32 /images: read back as (x - mean) / std with the stored statistics. */
+static void test_float_images(void)
+{
+    char p[1024];
+    make_h5(spath(p, "float32.h5"), &(bad_opts_t){.images_f32 = 1});
+    dl_dataset_t *ds = NULL;
+    dl_err_t err = {0};
+    CHECK(dl_dataset_open(p, &ds, &err) == 0);
+    if (!ds) {
+        fprintf(stderr, "open %s: %s\n", p, err.msg);
+        return;
+    }
+    const dl_dataset_info_t *in = dl_dataset_info(ds);
+    CHECK(in->is_float == 1 && in->n == 6 && in->c == 1 && in->h == H && in->w == W);
+    CHECK(in->mean[0] == 100 && in->std[0] == 50);
+    float img[2 * H * W];
+    int32_t lab[2];
+    int64_t idx[2] = {4, 1};
+    CHECK(dl_dataset_read(ds, idx, 2, img, lab, &err) == 0);
+    int bad = lab[0] != 4 || lab[1] != 1;
+    for (int k = 0; k < 2; k++)
+        for (int j = 0; j < H * W; j++) {
+            float x = (float)(idx[k] * H * W + j) * 0.75f - 3;
+            bad += img[k * H * W + j] != (float)(((double)x - 100) / 50);
+        }
+    CHECK(bad == 0);
+    CHECK(dl_dataset_verify(ds, NULL, &err) == 0);
+    dl_dataset_close(ds);
 }
 
 /* ---- bad IDX files ----------------------------------------------------------- */
@@ -431,6 +528,9 @@ int main(int argc, char **argv)
     test_roundtrip(1);
     test_shards();
     test_bad_h5();
+    test_damaged_files();
+    test_shards_disagree();
+    test_float_images();
     test_bad_idx();
     ssize_t left = open_h5_objects();
     if (left != 0) {

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Command-line test of dltrain-data: help, usage errors, a missing file, and a
-# real conversion of the Fashion-MNIST test set.
+# real conversion of the Fashion-MNIST test set. (The .npy, CSV and token
+# converters are tested by test_convert.py.)
 # Usage: test_dltrain_data_cli.sh PATH_TO_dltrain-data SCRATCH_DIR
 set -u
 BIN=$1
@@ -11,7 +12,9 @@ fails=0
 fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 
 "$BIN" --help >"$DIR/help.out" 2>&1 || fail "--help exited $?"
-grep -q "dltrain-data idx" "$DIR/help.out" || fail "--help does not describe 'idx'"
+for cmd in idx npy csv tokens info verify; do
+    grep -q "dltrain-data $cmd" "$DIR/help.out" || fail "--help does not describe '$cmd'"
+done
 
 "$BIN" >/dev/null 2>"$DIR/noargs.err"
 rc=$?
