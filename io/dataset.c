@@ -42,7 +42,9 @@ struct dl_dataset {
     ds_req_t *reqs;                    /* scratch: requests sorted by global index */
     void *pix;                         /* scratch: unique samples of one shard, c*h*w values each */
     int32_t *lab;                      /* scratch: their labels */
+    hsize_t *coord;                    /* scratch: their local indices (label points) */
     size_t reqs_cap, pix_cap, lab_cap; /* in elements */
+    size_t coord_cap;
 };
 
 static void h5_close_space(hid_t *s)
@@ -361,6 +363,7 @@ void dl_dataset_close(dl_dataset_t *ds)
     free(ds->reqs);
     free(ds->pix);
     free(ds->lab);
+    free(ds->coord);
     free(ds);
 }
 
@@ -402,14 +405,18 @@ static int ds_find_shard(const dl_dataset_t *ds, int64_t g)
     return lo;
 }
 
-/* Select the runs of consecutive local indices of r[0..m-1] (sorted) in the
- * image and label file spaces; returns the number of distinct samples. */
-static int64_t ds_select_runs(const dl_dataset_t *ds, const ds_req_t *r, int m, int64_t off,
-                              hid_t isp, hid_t lsp, const char *path, dl_err_t *err)
+/* Read the images of r[0..m-1] (sorted) into ds->pix, one H5Dread per run of
+ * consecutive local indices, and list the distinct local indices in
+ * ds->coord; returns the number of distinct samples. One read per run costs
+ * less than building a hyperslab union of the runs: HDF5 1.10 merges each
+ * OR into the union in time growing with its size, and that merging was
+ * half of a shuffled batch's read time. */
+static int64_t ds_read_runs(dl_dataset_t *ds, const ds_shard_t *sh, const ds_req_t *r, int m,
+                            int64_t off, hid_t isp, hid_t imsp, dl_err_t *err)
 {
     const dl_dataset_info_t *in = &ds->info;
+    hsize_t chw = (hsize_t)in->c * (hsize_t)in->h * (hsize_t)in->w;
     int64_t uniq = 0;
-    H5S_seloper_t op = H5S_SELECT_SET;
     for (int j = 0; j < m;) {
         int64_t start = r[j].g, end = start; /* run [start, end] */
         while (j < m && (r[j].g == end || r[j].g == end + 1))
@@ -417,14 +424,30 @@ static int64_t ds_select_runs(const dl_dataset_t *ds, const ds_req_t *r, int m, 
         hsize_t s4[4] = {(hsize_t)(start - off), 0, 0, 0};
         hsize_t c4[4] = {(hsize_t)(end - start + 1), (hsize_t)in->c, (hsize_t)in->h,
                          (hsize_t)in->w};
-        if (H5Sselect_hyperslab(isp, op, s4, NULL, c4, NULL) < 0 ||
-            H5Sselect_hyperslab(lsp, op, s4, NULL, c4, NULL) < 0)
-            return H5_FAIL(err, DL_ELIB, "%s: cannot select samples %" PRId64 "..%" PRId64, path,
-                           start - off, end - off);
-        op = H5S_SELECT_OR;
-        uniq += end - start + 1;
+        hsize_t m0 = 0, mn = c4[0] * chw;
+        if (H5Sselect_hyperslab(isp, H5S_SELECT_SET, s4, NULL, c4, NULL) < 0 ||
+            H5Sselect_hyperslab(imsp, H5S_SELECT_SET, &m0, NULL, &mn, NULL) < 0)
+            return H5_FAIL(err, DL_ELIB, "%s: cannot select samples %" PRId64 "..%" PRId64,
+                           sh->path, start - off, end - off);
+        size_t esize = in->is_float ? sizeof(float) : 1;
+        hid_t itype = in->is_float ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT8;
+        if (H5Dread(sh->images, itype, imsp, isp, H5P_DEFAULT,
+                    (char *)ds->pix + (size_t)uniq * chw * esize) < 0)
+            return H5_FAIL(err, DL_EIO, "%s: cannot read dataset /images", sh->path);
+        for (int64_t g = start; g <= end; g++)
+            ds->coord[uniq++] = (hsize_t)(g - off);
     }
     return uniq;
+}
+
+/* dst[i] = lut[src[i]] for n pixels of one channel. restrict lets the
+ * compiler keep the table's address in a register instead of recomputing it
+ * around every store (a float store could otherwise alias the table). */
+static void ds_normalise(const float *restrict lut, const uint8_t *restrict src,
+                         float *restrict dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = lut[src[i]];
 }
 
 /* Normalise one uint8 sample: (pixel - mean[c]) / std[c], from the table. */
@@ -433,8 +456,7 @@ static void ds_norm_u8(const dl_dataset_t *ds, const uint8_t *src, float *dst)
     const dl_dataset_info_t *in = &ds->info;
     size_t hw = (size_t)in->h * in->w;
     for (int c = 0; c < in->c; c++)
-        for (size_t i = 0; i < hw; i++)
-            dst[c * hw + i] = ds->lut[c][src[c * hw + i]];
+        ds_normalise(ds->lut[c], src + c * hw, dst + c * hw, hw);
 }
 
 /* Normalise one float32 sample: (x - mean[c]) / std[c]. */
@@ -443,9 +465,9 @@ static void ds_norm_f32(const dl_dataset_t *ds, const float *src, float *dst)
     const dl_dataset_info_t *in = &ds->info;
     size_t hw = (size_t)in->h * in->w;
     for (int c = 0; c < in->c; c++) {
-        double m = in->mean[c], s = in->std[c];
+        double m = in->mean[c], sd = in->std[c];
         for (size_t i = 0; i < hw; i++)
-            dst[c * hw + i] = (float)(((double)src[c * hw + i] - m) / s);
+            dst[c * hw + i] = (float)(((double)src[c * hw + i] - m) / sd);
     }
 }
 
@@ -477,8 +499,9 @@ static int ds_scatter(const dl_dataset_t *ds, const ds_shard_t *sh, const ds_req
     return 0;
 }
 
-/* Read the requests r[0..m-1] (sorted, all in shard s): one H5Dread for the
- * images and one for the labels, then scatter to the caller's order. */
+/* Read the requests r[0..m-1] (sorted, all in shard s): the images run by
+ * run, the labels with one H5Dread of a point selection, then scatter to the
+ * caller's order. */
 static int ds_read_shard(dl_dataset_t *ds, int s, const ds_req_t *r, int m, float *images,
                          int32_t *labels, dl_err_t *err)
 {
@@ -493,21 +516,33 @@ static int ds_read_shard(dl_dataset_t *ds, int s, const ds_req_t *r, int m, floa
     if (isp < 0 || lsp < 0)
         rc =
             H5_FAIL(err, DL_ELIB, "%s: cannot get the dataspaces of /images and /labels", sh->path);
-    if (!rc && (uniq = ds_select_runs(ds, r, m, off, isp, lsp, sh->path, err)) < 0)
-        rc = (int)uniq;
+    /* At most m distinct samples. */
     if (!rc)
-        rc = ds_reserve(&ds->pix, &ds->pix_cap, (size_t)uniq * chw, in->is_float ? 4 : 1, err);
+        rc =
+            ds_reserve((void **)&ds->pix, &ds->pix_cap, (size_t)m * chw, in->is_float ? 4 : 1, err);
     if (!rc)
-        rc = ds_reserve((void **)&ds->lab, &ds->lab_cap, (size_t)uniq, sizeof(int32_t), err);
-    hsize_t ni = (hsize_t)uniq * chw, nl = (hsize_t)uniq;
-    if (!rc && ((imsp = H5Screate_simple(1, &ni, NULL)) < 0 ||
-                (lmsp = H5Screate_simple(1, &nl, NULL)) < 0))
+        rc = ds_reserve((void **)&ds->lab, &ds->lab_cap, (size_t)m, sizeof(int32_t), err);
+    if (!rc)
+        rc = ds_reserve((void **)&ds->coord, &ds->coord_cap, (size_t)m, sizeof(hsize_t), err);
+    hsize_t ni = (hsize_t)m * chw;
+    if (!rc && (imsp = H5Screate_simple(1, &ni, NULL)) < 0)
         rc = H5_FAIL(err, DL_ELIB, "%s: cannot create memory dataspaces", sh->path);
-    hid_t itype = in->is_float ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT8;
-    if (!rc && H5Dread(sh->images, itype, imsp, isp, H5P_DEFAULT, ds->pix) < 0)
-        rc = H5_FAIL(err, DL_EIO, "%s: cannot read dataset /images", sh->path);
-    if (!rc && H5Dread(sh->labels, H5T_NATIVE_INT32, lmsp, lsp, H5P_DEFAULT, ds->lab) < 0)
+    if (!rc && (uniq = ds_read_runs(ds, sh, r, m, off, isp, imsp, err)) < 0)
+        rc = (int)uniq;
+    /* A type conversion buffer just big enough for these labels (at most 64
+     * bits each): HDF5's default is a 1 MiB buffer, zeroed on every read. */
+    hsize_t nl = (hsize_t)uniq;
+    hid_t dxpl = H5I_INVALID_HID;
+    if (!rc && ((lmsp = H5Screate_simple(1, &nl, NULL)) < 0 ||
+                H5Sselect_elements(lsp, H5S_SELECT_SET, (size_t)uniq, ds->coord) < 0 ||
+                (dxpl = H5Pcreate(H5P_DATASET_XFER)) < 0 ||
+                H5Pset_buffer(dxpl, (size_t)uniq * sizeof(int64_t), NULL, NULL) < 0))
+        rc = H5_FAIL(err, DL_ELIB, "%s: cannot select the labels of %" PRId64 " samples", sh->path,
+                     uniq);
+    if (!rc && H5Dread(sh->labels, H5T_NATIVE_INT32, lmsp, lsp, dxpl, ds->lab) < 0)
         rc = H5_FAIL(err, DL_EIO, "%s: cannot read dataset /labels", sh->path);
+    if (dxpl >= 0)
+        H5Pclose(dxpl);
     h5_close_space(&isp);
     h5_close_space(&lsp);
     h5_close_space(&imsp);
