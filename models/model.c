@@ -1,6 +1,7 @@
 /* A model: layers applied in order over one parameter buffer, one gradient
  * buffer and one state buffer; see model.h. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -297,6 +298,100 @@ int64_t dl_model_train_flops(const dl_model_t *m)
 uint64_t dl_model_digest(const dl_model_t *m)
 {
     return dl_fnv1a64(DL_FNV_INIT, m->params, (size_t)m->n_params * sizeof(float));
+}
+
+/* Append one tensor of layer l (prefix names it) to t[*n]. */
+static void add_tensor(dl_tensor_info_t *t, int *n, const char *prefix, const char *kind,
+                       int is_state, int64_t offset, int ndim, const int64_t *dims)
+{
+    dl_tensor_info_t *x = &t[(*n)++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->name, sizeof x->name, "%s.%s", prefix, kind);
+    x->ndim = ndim;
+    x->count = 1;
+    for (int d = 0; d < ndim; d++) {
+        x->dims[d] = dims[d];
+        x->count *= dims[d];
+    }
+    x->offset = offset;
+    x->is_state = is_state;
+}
+
+/* Tensors of one layer, appended to t; checks they cover its buffers. */
+static int layer_tensors(const dl_model_t *m, const dl_layer_t *l, int width, dl_tensor_info_t *t,
+                         int *n, dl_err_t *err)
+{
+    int64_t np = l->ops->n_params(l), ns = n_state(l);
+    if (!np && !ns)
+        return 0;
+    char prefix[DL_NAME_MAX + 8];
+    if (l->spec.name[0])
+        snprintf(prefix, sizeof prefix, "%s", l->spec.name);
+    else
+        snprintf(prefix, sizeof prefix, "layer%0*d", width, l->index);
+    int64_t woff = l->w - m->params, covered = 0, scovered = 0;
+    if (l->spec.type == DL_LAYER_DENSE || l->spec.type == DL_LAYER_CONV) {
+        const dl_layer_spec_t *s = &l->spec;
+        int64_t wd[4] = {l->out_size, l->in_size, 0, 0}, bd[1] = {l->out_size};
+        int ndim = 2;
+        if (s->type == DL_LAYER_CONV) {
+            wd[0] = s->filters, wd[1] = l->in.c / s->groups, wd[2] = wd[3] = s->size;
+            bd[0] = s->filters;
+            ndim = 4;
+        }
+        add_tensor(t, n, prefix, "weight", 0, woff, ndim, wd);
+        covered = t[*n - 1].count;
+        if (l->b) {
+            add_tensor(t, n, prefix, "bias", 0, l->b - m->params, 1, bd);
+            covered += bd[0];
+        }
+    } else if (l->spec.type == DL_LAYER_BATCHNORM) {
+        int64_t c[1] = {l->in.c}, soff = l->state - m->state;
+        add_tensor(t, n, prefix, "weight", 0, woff, 1, c);
+        add_tensor(t, n, prefix, "bias", 0, l->b - m->params, 1, c);
+        add_tensor(t, n, prefix, "running_mean", 1, soff, 1, c);
+        add_tensor(t, n, prefix, "running_var", 1, soff + c[0], 1, c);
+        covered = scovered = 2 * c[0];
+    }
+    /* A new layer type with parameters must say here how they are laid out. */
+    if (covered != np || scovered != ns)
+        return DL_ERR(err, DL_EINTERNAL,
+                      "layer %d (%s) has %lld parameters and %lld state values but its tensor "
+                      "list covers %lld and %lld",
+                      l->index, l->ops->name, (long long)np, (long long)ns, (long long)covered,
+                      (long long)scovered);
+    return 0;
+}
+
+int dl_model_tensors(const dl_model_t *m, dl_tensor_info_t **out, int *n, dl_err_t *err)
+{
+    *out = NULL;
+    *n = 0;
+    int width = 2;
+    for (int k = m->n_layers - 1; k >= 100; k /= 10)
+        width++;
+    dl_tensor_info_t *t = dl_calloc((size_t)m->n_layers * 4 + 1, sizeof *t, err);
+    if (!t)
+        return DL_ENOMEM;
+    int count = 0, rc = 0;
+    for (int i = 0; !rc && i < m->n_layers; i++)
+        rc = layer_tensors(m, &m->layers[i], width, t, &count, err);
+    /* Job files reject duplicate section names, but "layer07" may be both a
+     * section's name and another layer's default name. */
+    for (int i = 0; !rc && i < count; i++)
+        for (int j = 0; !rc && j < i; j++)
+            if (!strcmp(t[i].name, t[j].name))
+                rc = DL_ERR(err, DL_EINPUT,
+                            "tensor name %s is used twice in the model (a layer section's name "
+                            "equals another layer's default name layerNN); rename the section",
+                            t[i].name);
+    if (rc || !count) {
+        free(t);
+        return rc;
+    }
+    *out = t;
+    *n = count;
+    return 0;
 }
 
 void dl_model_free(dl_model_t *m)

@@ -160,6 +160,32 @@ int64_t dl_model_forward_flops(const dl_model_t *m);
  * counted as 3x the forward of every layer but the first, whose input gradient
  * is not computed (2x). */
 int64_t dl_model_train_flops(const dl_model_t *m);
+
+/* One parameter or state tensor of a model, as checkpoints name and store
+ * it. dims are PyTorch's layout: dense weight (out, in); conv weight
+ * (filters, c/groups, k, k); bias (n); batch-norm weight, bias, running_mean
+ * and running_var (c). */
+typedef struct dl_tensor_info {
+    char name[64]; /* "<layer>.<kind>", unique in the model */
+    int ndim;
+    int64_t dims[4];
+    int64_t offset; /* into m->params (trainable) or m->state (is_state) */
+    int64_t count;  /* product of dims */
+    int is_state;   /* 1: batch-norm running statistics (m->state) */
+} dl_tensor_info_t;
+
+/* Every parameter and state tensor of m, interleaved per layer in layer
+ * order: a layer's weight, bias, running_mean, running_var (those it has).
+ * So the trainable tensors alone come in m->params order (the order of
+ * torch's model.parameters() for the equivalent nn.Sequential) and the state
+ * tensors alone in m->state order; together they tile both buffers exactly.
+ * <layer> is the layer's section name from the job file if it has one, else
+ * "layerNN", NN its 0-based index in m->layers (the expanded layer list,
+ * where a section with a separate activation takes two places), zero-padded
+ * to 2 digits or as many as the largest index needs. *out is malloc'd (NULL
+ * when *n is 0); a name given twice is DL_EINPUT naming it. */
+int dl_model_tensors(const dl_model_t *m, dl_tensor_info_t **out, int *n, dl_err_t *err);
+
 /* Hash of the parameter bytes, for comparing runs exactly. */
 uint64_t dl_model_digest(const dl_model_t *m);
 void dl_model_free(dl_model_t *m);

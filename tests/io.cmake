@@ -1,6 +1,7 @@
 # io/ tests, included from tests/CMakeLists.txt: the dataset reader and IDX
-# converter unit test, and the dltrain-data command-line test (which converts
-# the real Fashion-MNIST test set and fails if the dataset package is missing).
+# converter unit test, the checkpoint file test, and the dltrain-data
+# command-line test (which converts the real Fashion-MNIST test set and fails
+# if the dataset package is missing).
 add_executable(test_dataset ${CMAKE_SOURCE_DIR}/tests/test_dataset.c)
 target_include_directories(test_dataset PRIVATE ${HDF5_INCLUDE_DIRS})
 target_compile_definitions(test_dataset PRIVATE ${HDF5_DEFINITIONS})
@@ -21,3 +22,11 @@ add_test(NAME io.dltrain_data_convert
                  --dltrain-data $<TARGET_FILE:dltrain-data> --dltrain $<TARGET_FILE:dltrain>
                  --dir ${CMAKE_CURRENT_BINARY_DIR}/scratch_io_convert)
 set_tests_properties(io.dltrain_data_convert PROPERTIES LABELS unit TIMEOUT 300)
+
+# Checkpoint files: round trip, retention, corruption and fallback, failed writes.
+add_executable(test_checkpoint ${CMAKE_SOURCE_DIR}/tests/test_checkpoint.c)
+target_include_directories(test_checkpoint PRIVATE ${HDF5_INCLUDE_DIRS})
+target_compile_definitions(test_checkpoint PRIVATE ${HDF5_DEFINITIONS})
+target_link_libraries(test_checkpoint PRIVATE dl_io ${HDF5_C_LIBRARIES})
+add_test(NAME io.checkpoint COMMAND test_checkpoint ${CMAKE_CURRENT_BINARY_DIR}/scratch_checkpoint)
+set_tests_properties(io.checkpoint PROPERTIES LABELS unit)

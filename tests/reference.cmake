@@ -8,6 +8,11 @@
 #   reference.training  20 SGD steps of the cnn2 preset on Fashion-MNIST from
 #                       the same initial parameters, on 1 and 2 ranks: the
 #                       per-step losses against torch's; relative tolerance 1e-3
+#   reference.checkpoint  checkpoints of the cnn2 and cnn2bn presets (written by
+#                       ckpt_export) load into torch with the script that
+#                       docs/checkpoints.md shows (tests/reference/
+#                       load_checkpoint.py); torch's logits match dltrain's to
+#                       1e-4 of the largest
 add_executable(ref_layers ${CMAKE_SOURCE_DIR}/tests/ref_layers.c)
 target_link_libraries(ref_layers PRIVATE dl_models)
 
@@ -25,3 +30,12 @@ add_test(NAME reference.training
                  --mpirun "${DL_MPIRUN_STR} ${MPIEXEC_NUMPROC_FLAG}")
 set_tests_properties(reference.training PROPERTIES FIXTURES_REQUIRED fashion
                      LABELS "reference;mpi" TIMEOUT 300)
+
+add_executable(ckpt_export ${CMAKE_SOURCE_DIR}/tests/ckpt_export.c)
+target_link_libraries(ckpt_export PRIVATE dl_io)
+
+add_test(NAME reference.checkpoint
+         COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/reference/check_checkpoint.py
+                 --ckpt-export $<TARGET_FILE:ckpt_export>
+                 --dir ${CMAKE_CURRENT_BINARY_DIR}/scratch_reference_checkpoint)
+set_tests_properties(reference.checkpoint PROPERTIES LABELS reference TIMEOUT 120)
