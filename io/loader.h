@@ -1,8 +1,9 @@
 /* Background batch loading: one I/O thread per rank makes every HDF5 read
  * while training runs, and reads up to `depth` batches ahead of the step
  * that needs them. Requests are served in the order they were made. The
- * datasets are opened before the loader starts and closed after it stops,
- * so no two threads ever call HDF5 at the same time. */
+ * datasets are opened before the loader starts and closed after it stops.
+ * Checkpoints are written by the training thread while this thread reads:
+ * that relies on Debian's thread-safe libhdf5, which serialises calls. */
 #ifndef DL_LOADER_H
 #define DL_LOADER_H
 

@@ -67,6 +67,11 @@ static const key_def_t keys[] = {
      "epochs between test evaluations (0 = only at the end)"},
     {"train", "label_smoothing", K_FLOAT, C(label_smoothing), "0", 0, 0.999, NULL,
      "softmax cross-entropy target: (1 - e) * onehot + e / classes"},
+    {"train", "max_bad_steps", K_INT, C(max_bad_steps), "3", 1, BIG, NULL,
+     "steps in a row with a non-finite loss or gradient (each skipped) before the run rolls back "
+     "to its last checkpoint"},
+    {"train", "bad_step_lr_factor", K_FLOAT, C(bad_step_lr_factor), "0.5", 1e-6, 1, NULL,
+     "the learning rate is multiplied by this after each roll-back"},
     {"data", "train", K_STRING, C(train_data), NULL, 0, DL_SPEC_MAX - 1, NULL,
      "training data: an HDF5 file, a comma-separated list or a glob of shards (required)"},
     {"data", "test", K_STRING, C(test_data), NULL, 0, DL_SPEC_MAX - 1, NULL,
@@ -96,6 +101,18 @@ static const key_def_t keys[] = {
      "a named model instead of layer sections (docs/models.md): mlp, lenet, cnn2, cnn2bn, resnet8"},
     {"model", "init_from", K_STRING, C(init_from), NULL, 0, 0, NULL,
      "start from the parameters in this params.bin instead of the seeded initialisation"},
+    {"checkpoint", "dir", K_STRING, C(ckpt.dir), NULL, 0, 0, NULL,
+     "directory of the checkpoints (default: RUN_DIR/checkpoints)"},
+    {"checkpoint", "every_steps", K_INT, C(ckpt.every_steps), "0", 0, BIG, NULL,
+     "save a checkpoint every this many steps (0 = not by steps)"},
+    {"checkpoint", "every_minutes", K_FLOAT, C(ckpt.every_minutes), "0", 0, 1e6, NULL,
+     "save a checkpoint when this many minutes have passed since the last (0 = not by time)"},
+    {"checkpoint", "keep_last", K_INT, C(ckpt.keep_last), "3", 1, 1000000, NULL,
+     "how many of the newest checkpoints to keep"},
+    {"checkpoint", "keep_every", K_INT, C(ckpt.keep_every), "0", 0, BIG, NULL,
+     "also keep every checkpoint whose step is a multiple of this (0 = none)"},
+    {"checkpoint", "resume", K_STRING, C(ckpt.resume), "auto", 0, 0, NULL,
+     "auto (the newest checkpoint that verifies, if any), never, or the path of a checkpoint"},
     {"optim", "type", K_ENUM, C(optim.type), "sgd", 0, 0, optim_names, "sgd or adamw"},
     {"optim", "lr", K_FLOAT, C(optim.lr), "0.01", 0, 1e3, NULL, "peak learning rate"},
     {"optim", "momentum", K_FLOAT, C(optim.momentum), "0", 0, 0.999999, NULL,
@@ -186,8 +203,8 @@ static const key_def_t layer_keys[] = {
 };
 #define N_LAYER_KEYS ((int)(sizeof layer_keys / sizeof layer_keys[0]))
 
-static const char *const singleton_sections[] = {"train",    "data",  "optim",
-                                                 "schedule", "model", NULL};
+static const char *const singleton_sections[] = {"train", "data",       "optim", "schedule",
+                                                 "model", "checkpoint", NULL};
 static const struct {
     const char *name;
     dl_layer_type_t type;
@@ -200,7 +217,8 @@ static const struct {
 };
 #define N_LAYER_SECTIONS ((int)(sizeof layer_sections / sizeof layer_sections[0]))
 #define ACCEPTED_SECTIONS                                                                          \
-    "[train], [data], [optim], [schedule], [model] and layer sections [dense], [conv], "           \
+    "[train], [data], [optim], [schedule], [model], [checkpoint] and layer sections [dense], "     \
+    "[conv], "                                                                                     \
     "[maxpool], [avgpool], [batchnorm], [activation], [dropout], [shortcut], [flatten]"
 
 _Static_assert(sizeof(((dl_config_t *)0)->origin) / sizeof(int) >= N_KEYS,

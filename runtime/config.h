@@ -34,6 +34,13 @@ typedef struct dl_sched_cfg {
     double gamma, min_lr;
 } dl_sched_cfg_t;
 
+typedef struct dl_ckpt_cfg {
+    char dir[DL_PATH_MAX]; /* "" = RUN_DIR/checkpoints */
+    int64_t every_steps, keep_last, keep_every;
+    double every_minutes;
+    char resume[DL_PATH_MAX]; /* "auto", "never" or a path */
+} dl_ckpt_cfg_t;
+
 typedef struct dl_config {
     char path[DL_PATH_MAX]; /* the job file, for messages */
     /* [train] */
@@ -45,6 +52,8 @@ typedef struct dl_config {
     int progress; /* dl_progress_t */
     char run_dir[DL_PATH_MAX];
     double label_smoothing;
+    int64_t max_bad_steps;     /* non-finite steps in a row before a roll-back */
+    double bad_step_lr_factor; /* learning-rate factor of each roll-back */
     /* [data] */
     char train_data[DL_SPEC_MAX], test_data[DL_SPEC_MAX];
     int64_t prefetch;         /* batches read ahead by the I/O thread */
@@ -61,6 +70,7 @@ typedef struct dl_config {
     /* [optim], [schedule] */
     dl_optim_cfg_t optim;
     dl_sched_cfg_t sched;
+    dl_ckpt_cfg_t ckpt; /* [checkpoint] */
     /* layer sections, in file order */
     int n_layers;
     dl_layer_spec_t layers[DL_MAX_LAYERS];

@@ -24,7 +24,12 @@ int dl_err_exit_status(int code)
 {
     if (code == DL_OK)
         return 0;
-    return code == DL_EINPUT ? 2 : 1;
+    switch (code) {
+    case DL_EINPUT: return DL_EXIT_INPUT;
+    case DL_EREQUEUE: return DL_EXIT_REQUEUE;
+    case DL_EABORT: return DL_EXIT_ABORT;
+    default: return 1;
+    }
 }
 
 void dl_err_print(const char *prog, const dl_err_t *e)

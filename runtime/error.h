@@ -9,12 +9,19 @@
 
 enum {
     DL_OK = 0,
-    DL_EINPUT = -2,   /* bad configuration, data or command line: exit status 2 */
-    DL_EIO = -3,      /* a file could not be read or written */
-    DL_ENOMEM = -4,   /* an allocation failed */
-    DL_ELIB = -5,     /* a library call (MPI, HDF5, BLAS) failed */
-    DL_EINTERNAL = -6 /* a bug: an invariant of dltrain itself does not hold */
+    DL_EINPUT = -2,    /* bad configuration, data or command line: exit status 2 */
+    DL_EIO = -3,       /* a file could not be read or written */
+    DL_ENOMEM = -4,    /* an allocation failed */
+    DL_ELIB = -5,      /* a library call (MPI, HDF5, BLAS) failed */
+    DL_EINTERNAL = -6, /* a bug: an invariant of dltrain itself does not hold */
+    DL_EREQUEUE = -7,  /* stopped by a signal with the state saved: exit status 75 */
+    DL_EABORT = -8     /* a collective failed or the watchdog fired: exit status 3 */
 };
+
+/* Exit statuses, the same for every dltrain program (docs/user-guide.md). */
+#define DL_EXIT_INPUT 2    /* bad input or configuration */
+#define DL_EXIT_ABORT 3    /* aborted by the watchdog or a failed collective */
+#define DL_EXIT_REQUEUE 75 /* EX_TEMPFAIL: state saved after a signal, requeue me */
 
 typedef struct dl_err {
     int code;         /* one of DL_E*, 0 when no error */
@@ -29,7 +36,8 @@ int dl_err_set(dl_err_t *e, int code, const char *file, int line, const char *fm
     __attribute__((format(printf, 5, 6)));
 #define DL_ERR(e, code, ...) dl_err_set((e), (code), __FILE__, __LINE__, __VA_ARGS__)
 
-/* Process exit status for an error code: 2 for DL_EINPUT, 1 otherwise, 0 for DL_OK. */
+/* Process exit status for an error code: 0 for DL_OK, 2 for DL_EINPUT, 75 for
+ * DL_EREQUEUE, 3 for DL_EABORT, 1 otherwise. */
 int dl_err_exit_status(int code);
 
 /* Print "dltrain: error: <msg>" to stderr, with " [file:line]" appended when

@@ -11,6 +11,7 @@
 #include "collectives/comm.h"
 #include "runtime/config.h"
 #include "runtime/dist.h"
+#include "runtime/signals.h"
 #include "runtime/train.h"
 
 static const char usage[] =
@@ -27,7 +28,9 @@ static const char usage[] =
     "  --help     show this text\n"
     "  --version  show the version\n"
     "\n"
-    "Exit status: 0 done, 2 bad job file, data or command line, 1 anything else.\n"
+    "Exit status: 0 done; 2 bad job file, data or command line; 75 stopped by SIGTERM or\n"
+    "SIGUSR1 with the state saved (requeue me); 3 aborted by the watchdog or a failed\n"
+    "collective; 1 anything else.\n"
     "The job file format is described in docs/job-file.md.\n";
 
 /* World size for --check when started by a launcher, else 1. */
@@ -131,9 +134,11 @@ static int run_train(int argc, char **argv, const char *path, int n_over, char *
         rc = dl_config_parse(cfg, path, text, n_over, over, &err);
     if (!rc)
         rc = check_device(cfg, &err);
+    if (!rc)
+        rc = dl_signals_install(&err);
     if (!rc) {
         dl_dist_set_threads(&dist, (int)cfg->threads);
-        rc = dl_train_run(cfg, &dist, comm, &err);
+        rc = dl_train_run(cfg, text, &dist, comm, &err);
     } else if (dist.rank != 0) {
         err.msg[0] = '\0';
     }

@@ -11,6 +11,7 @@
  * ranks' gradients is the gradient of the global batch's mean loss. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +19,14 @@
 #include <time.h>
 
 #include "../io/augment.h"
+#include "../io/checkpoint.h"
 #include "../io/loader.h"
 #include "../io/params.h"
 #include "../io/sampler.h"
 #include "blas.h"
 #include "metrics.h"
 #include "optim.h"
+#include "signals.h"
 #include "train.h"
 
 static double now_s(void)
@@ -61,6 +64,7 @@ static int agree(dl_comm_t *c, int rc, dl_err_t *err)
 
 typedef struct trainer {
     const dl_config_t *cfg;
+    const char *job_text; /* the job file's text, saved in checkpoints */
     dl_comm_t *comm;
     int rank, world;
     dl_plan_t plan;
@@ -73,8 +77,21 @@ typedef struct trainer {
     int64_t requested;    /* training steps whose batches have been requested */
     int64_t *idx;
     float *dlogits, *aug_scratch, *pad_value;
-    double data_wait_s; /* waited for batches since the last log */
-    FILE *trace;        /* [data] trace: this rank's sample indices per step */
+    double data_wait_s;  /* waited for batches since the last log */
+    float *state_backup; /* the model's state before the step (restored if the step is bad) */
+    int64_t bad_run;     /* consecutive steps skipped for a non-finite loss or gradient */
+    double lr_scale;     /* learning-rate factor after roll-backs (1 until one) */
+    int64_t rollback_to, rollback_repeats; /* the last roll-back's step, how often in a row */
+    /* checkpoints */
+    dl_tensor_info_t *tensors; /* the model's tensors, named, for checkpoint files */
+    int n_tensors;
+    char ckpt_dir[DL_PATH_MAX + 16];
+    int64_t start_step;     /* the step this run started (or resumed) at */
+    int64_t last_ckpt_step; /* step of the last checkpoint saved or loaded (-1: none) */
+    double last_ckpt_time;  /* rank 0's clock then */
+    double wall_before_s;   /* wall time of the runs before a resume */
+    float *rank_state;      /* world x n_state: every rank's batch-norm statistics */
+    FILE *trace;            /* [data] trace: this rank's sample indices per step */
     int max_batch;
     dl_metrics_t metrics;
 } trainer_t;
@@ -131,6 +148,20 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
     t->dlogits = dl_calloc((size_t)p->batch * (size_t)p->train.num_classes, sizeof(float), err);
     if (!t->idx || !t->dlogits)
         return DL_ENOMEM;
+    if (t->model.n_state) {
+        t->state_backup = dl_calloc((size_t)t->model.n_state, sizeof(float), err);
+        t->rank_state = dl_calloc((size_t)t->world * (size_t)t->model.n_state, sizeof(float), err);
+        if (!t->state_backup || !t->rank_state)
+            return DL_ENOMEM;
+    }
+    rc = dl_model_tensors(&t->model, &t->tensors, &t->n_tensors, err);
+    if (rc)
+        return rc;
+    if (t->cfg->ckpt.dir[0])
+        snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s", t->cfg->ckpt.dir);
+    else
+        snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s/checkpoints", t->cfg->run_dir);
+    t->last_ckpt_step = -1;
     rc = dl_loader_start(&t->loader, (int)t->cfg->prefetch, t->max_batch, p->in_size, err);
     if (rc)
         return rc;
@@ -148,6 +179,9 @@ static void free_trainer(trainer_t *t)
     dl_sampler_free(&t->sampler);
     free(t->idx);
     free(t->dlogits);
+    free(t->state_backup);
+    free(t->tensors);
+    free(t->rank_state);
     free(t->aug_scratch);
     free(t->pad_value);
     dl_dataset_close(t->train);
@@ -173,6 +207,187 @@ static int init_params(trainer_t *t, dl_err_t *err)
         rc = dl_comm_broadcast(t->comm, m->params, m->n_params * (int64_t)sizeof(float), 0, err);
     if (!rc && m->n_state)
         rc = dl_comm_broadcast(t->comm, m->state, m->n_state * (int64_t)sizeof(float), 0, err);
+    return rc;
+}
+
+/* ---- checkpoints (io/checkpoint.h) ----------------------------------------- */
+
+static dl_ckpt_model_t ckpt_model(trainer_t *t)
+{
+    dl_model_t *m = &t->model;
+    return (dl_ckpt_model_t){.tensors = t->tensors,
+                             .n_tensors = t->n_tensors,
+                             .params = m->params,
+                             .n_params = m->n_params,
+                             .state = m->state,
+                             .n_state = m->n_state,
+                             .opt_m = t->opt.m,
+                             .opt_v = t->opt.v,
+                             .n_opt = t->opt.n};
+}
+
+/* Every rank's batch-norm statistics into t->rank_state on every rank (they
+ * differ between ranks unless synchronised); and their average. */
+static int gather_state(trainer_t *t, float *average, dl_err_t *err)
+{
+    dl_model_t *m = &t->model;
+    int64_t ns = m->n_state;
+    if (!ns)
+        return 0;
+    memset(t->rank_state, 0, (size_t)t->world * (size_t)ns * sizeof(float));
+    memcpy(t->rank_state + (int64_t)t->rank * ns, m->state, (size_t)ns * sizeof(float));
+    int rc = dl_comm_allreduce_sum_f32(t->comm, t->rank_state, (int64_t)t->world * ns, err);
+    for (int64_t i = 0; !rc && i < ns; i++) {
+        double sum = 0.0;
+        for (int r = 0; r < t->world; r++)
+            sum += t->rank_state[(int64_t)r * ns + i];
+        average[i] = (float)(sum / t->world);
+    }
+    return rc;
+}
+
+/* Save the state after `done` steps: every rank takes part (the per-rank
+ * statistics are gathered), rank 0 writes, all agree on the outcome. */
+static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *err)
+{
+    dl_model_t *m = &t->model;
+    /* Never save a state to roll back to that is itself broken: during a
+     * run of bad steps, or with non-finite parameters (every rank holds the
+     * same parameters, so every rank decides the same). */
+    int finite = 1;
+    for (int64_t i = 0; finite && i < m->n_params; i++)
+        finite = isfinite(m->params[i]);
+    if (t->bad_run > 0 || !finite) {
+        if (t->rank == 0)
+            dl_metrics_say(&t->metrics, "checkpoint of step %lld not saved: %s", (long long)done,
+                           finite ? "the last step was skipped as non-finite"
+                                  : "the parameters are not finite");
+        return 0;
+    }
+    float *avg = NULL;
+    int rc = 0;
+    if (m->n_state && !(avg = dl_calloc((size_t)m->n_state, sizeof(float), err)))
+        rc = DL_ENOMEM;
+    rc = agree(t->comm, rc, err);
+    if (!rc)
+        rc = gather_state(t, avg, err);
+    if (!rc && t->rank == 0) {
+        dl_ckpt_model_t cm = ckpt_model(t);
+        cm.state = avg; /* the file's state tensors: the average, as evaluation uses */
+        dl_ckpt_meta_t meta = {.step = done,
+                               .epoch = done / t->plan.steps_per_epoch,
+                               .global_batch = t->plan.global_batch,
+                               .world_size = t->world,
+                               .seed = (uint64_t)t->cfg->seed,
+                               .config_digest = dl_config_digest(t->cfg),
+                               .data = dl_sampler_position(&t->sampler, done),
+                               .opt_t = t->opt.t,
+                               .sched = {t->lr_scale, (double)t->bad_run},
+                               .job_text = (char *)t->job_text,
+                               .wall_ms = (int64_t)(1e3 * wall_s)};
+        char path[DL_PATH_MAX + 64];
+        rc = dl_ckpt_write(t->ckpt_dir, &meta, &cm, (int)t->cfg->ckpt.keep_last,
+                           t->cfg->ckpt.keep_every, path, sizeof path, err);
+        if (!rc)
+            dl_metrics_say(&t->metrics, "checkpoint: step %lld saved in %s", (long long)done, path);
+    }
+    free(avg);
+    rc = agree(t->comm, rc, err);
+    if (!rc) {
+        t->last_ckpt_step = done;
+        t->last_ckpt_time = now_s();
+    }
+    return rc;
+}
+
+/* Load a checkpoint on rank 0 and send it to every rank; every rank takes
+ * the saved batch-norm statistics (the ranks' average). Sets t->start_step
+ * and the optimiser's step count. */
+static int load_checkpoint(trainer_t *t, const char *path, dl_err_t *err)
+{
+    dl_model_t *m = &t->model;
+    dl_ckpt_meta_t meta = {0};
+    int rc = 0;
+    if (t->rank == 0) {
+        dl_ckpt_model_t cm = ckpt_model(t);
+        rc = dl_ckpt_read(path, &meta, &cm, err);
+        if (!rc && meta.global_batch != t->plan.global_batch)
+            rc = DL_ERR(err, DL_EINPUT,
+                        "%s was saved with global batch %lld; this run has %lld: resume with the "
+                        "saved global batch ([train] global_batch_size = %lld), which keeps the "
+                        "data position and the learning rate meaningful",
+                        path, (long long)meta.global_batch, (long long)t->plan.global_batch,
+                        (long long)meta.global_batch);
+        if (!rc && meta.config_digest != dl_config_digest(t->cfg))
+            dl_metrics_say(&t->metrics,
+                           "note: %s was saved by a job file with another configuration digest; "
+                           "going on with this job file's settings",
+                           path);
+    }
+    rc = agree(t->comm, rc, err);
+    /* The metadata as int64s, then the buffers. */
+    int64_t hdr[8] = {meta.step,        meta.world_size,         meta.opt_t,   meta.data.epoch,
+                      meta.data.offset, (int64_t)meta.data.seed, meta.wall_ms, 0};
+    double sched[2] = {meta.sched[0], meta.sched[1]};
+    if (!rc)
+        rc = dl_comm_broadcast(t->comm, hdr, sizeof hdr, 0, err);
+    if (!rc)
+        rc = dl_comm_broadcast(t->comm, sched, sizeof sched, 0, err);
+    if (!rc)
+        rc = dl_comm_broadcast(t->comm, m->params, m->n_params * (int64_t)sizeof(float), 0, err);
+    if (!rc && t->opt.m)
+        rc = dl_comm_broadcast(t->comm, t->opt.m, t->opt.n * (int64_t)sizeof(float), 0, err);
+    if (!rc && t->opt.v)
+        rc = dl_comm_broadcast(t->comm, t->opt.v, t->opt.n * (int64_t)sizeof(float), 0, err);
+    if (!rc && m->n_state) /* the ranks' average (per-rank statistics are not saved yet) */
+        rc = dl_comm_broadcast(t->comm, m->state, m->n_state * (int64_t)sizeof(float), 0, err);
+    free(meta.job_text);
+    if (rc)
+        return rc;
+    dl_data_pos_t pos = {.epoch = hdr[3], .offset = hdr[4], .seed = (uint64_t)hdr[5]};
+    int64_t step = 0;
+    rc = agree(t->comm, dl_sampler_resume_step(&t->sampler, pos, &step, err), err);
+    if (rc)
+        return rc;
+    t->opt.t = hdr[2];
+    t->start_step = step;
+    t->lr_scale = sched[0] > 0 ? sched[0] : 1.0;
+    t->bad_run = (int64_t)sched[1];
+    t->wall_before_s = 1e-3 * (double)hdr[6];
+    t->last_ckpt_step = step;
+    t->last_ckpt_time = now_s();
+    return 0;
+}
+
+/* [checkpoint] resume: auto (the newest checkpoint that verifies, if any),
+ * never, or a path. Rank 0 looks; every rank loads. */
+static int resume(trainer_t *t, dl_err_t *err)
+{
+    const char *how = t->cfg->ckpt.resume;
+    if (strcmp(how, "never") == 0)
+        return 0;
+    char path[DL_PATH_MAX + 64] = "";
+    int64_t found = 0;
+    int rc = 0;
+    if (t->rank == 0) {
+        if (strcmp(how, "auto") != 0) {
+            snprintf(path, sizeof path, "%s", how);
+            found = 1;
+        } else {
+            int f = dl_ckpt_find(t->ckpt_dir, path, sizeof path, stderr, err);
+            rc = f < 0 ? f : 0;
+            found = f > 0;
+        }
+    }
+    rc = agree(t->comm, rc, err);
+    if (!rc)
+        rc = dl_comm_broadcast(t->comm, &found, sizeof found, 0, err);
+    if (rc || !found)
+        return rc;
+    rc = load_checkpoint(t, path, err);
+    if (!rc && t->rank == 0)
+        dl_metrics_say(&t->metrics, "resumed from %s at step %lld of %lld", path,
+                       (long long)t->start_step, (long long)t->plan.total_steps);
     return rc;
 }
 
@@ -270,10 +485,11 @@ static int prefetch(trainer_t *t, int64_t step, int64_t limit, dl_err_t *err)
     return rc;
 }
 
-/* One optimiser step on this rank's part of global batch `step`, whose
- * batch was requested earlier. Adds this rank's loss sum and correct count
- * to acc[0..1]. */
-static int train_step(trainer_t *t, int64_t step, double lr, double *acc, dl_err_t *err)
+/* Forward and backward on this rank's part of global batch `step`, whose
+ * batch was requested earlier, and the all-reduce of the gradients; the
+ * caller decides whether the optimiser takes the step. step_acc[0..1] get
+ * this rank's loss sum and correct count. */
+static int train_step(trainer_t *t, int64_t step, double *step_acc, dl_err_t *err)
 {
     const dl_plan_t *p = &t->plan;
     int64_t epoch = step / p->steps_per_epoch;
@@ -288,21 +504,71 @@ static int train_step(trainer_t *t, int64_t step, double lr, double *acc, dl_err
         return rc;
     dl_augment_batch(&t->aug, x, b, epoch, dl_sampler_pos(&t->sampler, step), t->aug_scratch);
     dl_model_t *m = &t->model;
+    if (m->n_state) /* batch-norm running statistics, in case the step is bad */
+        memcpy(t->state_backup, m->state, (size_t)m->n_state * sizeof(float));
     m->ctx.training = 1;
     m->ctx.step = (uint64_t)step;
     const float *logits = dl_model_forward(m, x, b, err);
     if (!logits)
         return err->code;
     int64_t correct = 0;
-    acc[0] += dl_softmax_xent(logits, y, b, p->train.num_classes, (float)t->cfg->label_smoothing,
-                              1.0f / (float)p->global_batch, t->dlogits, &correct);
-    acc[1] += (double)correct;
+    step_acc[0] =
+        dl_softmax_xent(logits, y, b, p->train.num_classes, (float)t->cfg->label_smoothing,
+                        1.0f / (float)p->global_batch, t->dlogits, &correct);
+    step_acc[1] = (double)correct;
     rc = dl_model_backward(m, t->dlogits, b, err);
     if (!rc)
         rc = dl_comm_allreduce_sum_f32(t->comm, m->grads, m->n_params, err);
-    if (rc)
-        return rc;
-    dl_optim_step(&t->opt, m->params, m->grads, lr);
+    return rc;
+}
+
+/* What every rank must do after a step, decided together: one all-reduce
+ * of the ranks' flags (the maximum of each), so no rank ever acts alone. */
+typedef struct step_control {
+    int64_t signal;   /* a pre-emption signal arrived on some rank (its number) */
+    int64_t bad;      /* some rank saw a non-finite loss or gradient */
+    int64_t time_due; /* rank 0's clock says a timed checkpoint is due */
+} step_control_t;
+
+static int agree_control(trainer_t *t, double loss_sum, step_control_t *c, dl_err_t *err)
+{
+    const dl_model_t *m = &t->model;
+    double g2 = 0.0;
+    for (int64_t i = 0; i < m->n_params; i++)
+        g2 += (double)m->grads[i] * (double)m->grads[i];
+    double every_s = 60.0 * t->cfg->ckpt.every_minutes;
+    int64_t v[3] = {
+        -(int64_t)dl_signal_pending(), -(int64_t)(!isfinite(loss_sum) || !isfinite(g2)),
+        -(int64_t)(t->rank == 0 && every_s > 0 && now_s() - t->last_ckpt_time >= every_s)};
+    int rc = dl_comm_allreduce_min_i64(t->comm, v, 3, err);
+    c->signal = -v[0];
+    c->bad = -v[1];
+    c->time_due = -v[2];
+    return rc;
+}
+
+/* A step every rank agreed is bad: its update is skipped and the model's
+ * state restored. After [train] max_bad_steps in a row *rollback is set if
+ * there is a checkpoint to go back to; without one the run cannot go on. */
+static int skip_bad_step(trainer_t *t, int64_t step, int *rollback, dl_err_t *err)
+{
+    dl_model_t *m = &t->model;
+    if (m->n_state)
+        memcpy(m->state, t->state_backup, (size_t)m->n_state * sizeof(float));
+    t->bad_run++;
+    if (t->rank == 0)
+        dl_metrics_say(&t->metrics,
+                       "step %lld: non-finite loss or gradient on some rank; update skipped (%lld "
+                       "in a row, at most %lld)",
+                       (long long)step + 1, (long long)t->bad_run,
+                       (long long)t->cfg->max_bad_steps);
+    *rollback = t->bad_run >= t->cfg->max_bad_steps && t->last_ckpt_step >= 0;
+    if (t->bad_run >= t->cfg->max_bad_steps && !*rollback)
+        return DL_ERR(err, DL_EINPUT,
+                      "%lld steps in a row up to step %lld had a non-finite loss or gradient and "
+                      "there is no checkpoint to roll back to; lower [optim] lr or add warm-up "
+                      "([schedule] warmup_steps)",
+                      (long long)t->bad_run, (long long)step + 1);
     return 0;
 }
 
@@ -357,16 +623,17 @@ static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
 
 /* Reduce the loss and accuracy since the last log over all ranks; rank 0
  * prints and records them. */
-static int log_step(trainer_t *t, int64_t done, double *acc, int64_t steps_since, double lr,
-                    double t_start, double *t_last, double *loss_out, dl_err_t *err)
+static int log_step(trainer_t *t, int64_t done, double *acc, double lr, double t_start,
+                    double *t_last, double *loss_out, dl_err_t *err)
 {
+    double steps_since = acc[2] > 0 ? acc[2] : 1; /* the steps taken, not those skipped */
     double sums[3] = {acc[0], acc[1], t->data_wait_s};
     int rc = dl_comm_allreduce_sum_f64(t->comm, sums, 3, err);
     if (rc)
         return rc;
     acc[0] = sums[0];
     acc[1] = sums[1];
-    double samples = (double)steps_since * (double)t->plan.global_batch;
+    double samples = steps_since * (double)t->plan.global_batch;
     double now = now_s();
     *loss_out = acc[0] / samples;
     if (t->rank == 0) {
@@ -382,12 +649,12 @@ static int log_step(trainer_t *t, int64_t done, double *acc, int64_t steps_since
             .samples_per_s = samples / (now - *t_last),
             .elapsed_s = now - t_start,
             .eta_s = (now - t_start) / (double)done * (double)(t->plan.total_steps - done),
-            .data_wait_ms = 1e3 * sums[2] / t->world / (double)steps_since,
+            .data_wait_ms = 1e3 * sums[2] / t->world / steps_since,
         };
         dl_metrics_step(&t->metrics, &s);
     }
     *t_last = now;
-    acc[0] = acc[1] = 0.0;
+    acc[0] = acc[1] = acc[2] = 0.0;
     t->data_wait_s = 0.0;
     return 0;
 }
@@ -409,23 +676,114 @@ static int64_t eval_barrier(const trainer_t *t, int64_t step)
     return total;
 }
 
+/* Go back to the newest checkpoint that verifies, with the learning rate
+ * lowered: the batches already requested are taken and dropped first. */
+static int roll_back(trainer_t *t, int64_t step, dl_err_t *err)
+{
+    int rc = 0;
+    for (int64_t k = step + 1; !rc && k < t->requested; k++) {
+        float *x;
+        int32_t *y;
+        int n;
+        rc = dl_loader_next(t->loader, &x, &y, &n, NULL, err);
+    }
+    rc = agree(t->comm, rc, err);
+    char path[DL_PATH_MAX + 64] = "";
+    int64_t found = 0;
+    if (!rc && t->rank == 0) {
+        int f = dl_ckpt_find(t->ckpt_dir, path, sizeof path, stderr, err);
+        rc = f < 0 ? f : 0;
+        found = f > 0;
+    }
+    rc = agree(t->comm, rc, err);
+    if (!rc)
+        rc = dl_comm_broadcast(t->comm, &found, sizeof found, 0, err);
+    if (!rc && !found)
+        rc = DL_ERR(err, DL_EINPUT,
+                    "the run must roll back after %lld non-finite steps, but no checkpoint in %s "
+                    "verifies",
+                    (long long)t->bad_run, t->ckpt_dir);
+    double scale = t->lr_scale * t->cfg->bad_step_lr_factor;
+    if (!rc)
+        rc = load_checkpoint(t, path, err);
+    if (rc)
+        return rc;
+    t->rollback_repeats = t->start_step == t->rollback_to ? t->rollback_repeats + 1 : 0;
+    t->rollback_to = t->start_step;
+    if (t->rollback_repeats >= 2)
+        return DL_ERR(err, DL_EINPUT,
+                      "rolled back to the checkpoint of step %lld three times, with the learning "
+                      "rate lowered each time, and the steps after it are still not finite; "
+                      "lower [optim] lr or add warm-up ([schedule] warmup_steps)",
+                      (long long)t->start_step);
+    t->lr_scale = scale;
+    t->bad_run = 0;
+    t->requested = t->start_step;
+    if (t->rank == 0)
+        dl_metrics_say(&t->metrics,
+                       "rolled back from step %lld to the checkpoint of step %lld (%s); learning "
+                       "rate now x%.3g",
+                       (long long)step + 1, (long long)t->start_step, path, t->lr_scale);
+    return 0;
+}
+
+/* Saving the state at the end of step `done`: every every_steps steps, when
+ * rank 0's clock says so, and at the end of training, if checkpoints are
+ * configured; always when a signal stops the run. */
+static int wants_checkpoint(const trainer_t *t, int64_t done, const step_control_t *c)
+{
+    const dl_ckpt_cfg_t *k = &t->cfg->ckpt;
+    int configured = k->every_steps > 0 || k->every_minutes > 0;
+    return c->signal || c->time_due || (k->every_steps > 0 && done % k->every_steps == 0) ||
+           (configured && done == t->plan.total_steps);
+}
+
 static int run_loop(trainer_t *t, run_result_t *r, dl_err_t *err)
 {
     const dl_config_t *cfg = t->cfg;
     const dl_plan_t *p = &t->plan;
     double t0 = now_s(), t_last = t0, eval_s = 0.0;
-    double acc[2] = {0, 0};
-    int64_t last_log = 0, last_eval = -1;
+    double acc[3] = {0, 0, 0}; /* loss sum, correct, good steps since the last log */
+    int64_t last_eval = -1;
     int rc = 0;
-    for (int64_t step = 0; step < p->total_steps && !rc; step++) {
+    t->requested = t->start_step;
+    for (int64_t step = t->start_step; step < p->total_steps && !rc; step++) {
         double lr = dl_schedule_lr(&cfg->sched, cfg->optim.lr, step, p->total_steps);
         rc = prefetch(t, step, eval_barrier(t, step), err);
+        double step_acc[2] = {0, 0};
+        step_control_t ctl = {0};
         if (!rc)
-            rc = train_step(t, step, lr, acc, err);
+            rc = train_step(t, step, step_acc, err);
+        if (!rc)
+            rc = agree_control(t, step_acc[0], &ctl, err);
+        int rollback = 0;
+        if (!rc && ctl.bad) {
+            rc = skip_bad_step(t, step, &rollback, err);
+            if (!rc && rollback) {
+                rc = roll_back(t, step, err);
+                step = t->start_step - 1; /* the loop goes on at the checkpoint's step */
+                continue;
+            }
+        } else if (!rc) {
+            t->bad_run = 0;
+            dl_optim_step(&t->opt, t->model.params, t->model.grads, lr * t->lr_scale);
+            acc[0] += step_acc[0];
+            acc[1] += step_acc[1];
+            acc[2] += 1;
+        }
         int64_t done = step + 1;
+        if (!rc && wants_checkpoint(t, done, &ctl))
+            rc = save_checkpoint(t, done, t->wall_before_s + now_s() - t0, err);
+        if (!rc && ctl.signal) {
+            char name[32];
+            rc = DL_ERR(err, DL_EREQUEUE,
+                        "%s received; stopped after step %lld of %lld (exit status %d: requeue "
+                        "me)",
+                        dl_signal_name((int)ctl.signal, name, sizeof name), (long long)step + 1,
+                        (long long)p->total_steps, DL_EXIT_REQUEUE);
+        }
         if (!rc && (done % cfg->log_every == 0 || done == p->total_steps)) {
-            rc = log_step(t, done, acc, done - last_log, lr, t0, &t_last, &r->train_loss, err);
-            last_log = done;
+            rc = log_step(t, done, acc, lr, t0, &t_last, &r->train_loss, err);
         }
         int64_t epoch = done / p->steps_per_epoch;
         if (!rc && evaluates_after(t, done)) {
@@ -506,11 +864,17 @@ static int write_resolved_config(const dl_config_t *cfg, dl_err_t *err)
     return rc;
 }
 
-int dl_train_run(const dl_config_t *cfg, dl_dist_t *dist, dl_comm_t *comm, dl_err_t *err)
+int dl_train_run(const dl_config_t *cfg, const char *job_text, dl_dist_t *dist, dl_comm_t *comm,
+                 dl_err_t *err)
 {
     double t_start = now_s();
-    trainer_t t = {
-        .cfg = cfg, .comm = comm, .rank = dl_comm_rank(comm), .world = dl_comm_size(comm)};
+    trainer_t t = {.cfg = cfg,
+                   .comm = comm,
+                   .rank = dl_comm_rank(comm),
+                   .world = dl_comm_size(comm),
+                   .lr_scale = 1.0,
+                   .rollback_to = -1,
+                   .job_text = job_text};
     int rc = dl_plan_make(cfg, t.world, &t.plan, &t.train, &t.test, err);
     if (!rc)
         rc = alloc_buffers(&t, err);
@@ -529,6 +893,9 @@ int dl_train_run(const dl_config_t *cfg, dl_dist_t *dist, dl_comm_t *comm, dl_er
         rc = agree(comm, open_trace(&t, err), err);
     if (!rc)
         rc = init_params(&t, err);
+    t.last_ckpt_time = now_s();
+    if (!rc)
+        rc = resume(&t, err);
     run_result_t r = {0};
     if (!rc)
         rc = run_loop(&t, &r, err);

@@ -11,6 +11,7 @@
 /* Train as configured. Collective: every rank calls it. On failure every rank
  * returns the same status; err->msg is empty on ranks that should not print
  * (another rank reports the cause). */
-int dl_train_run(const dl_config_t *cfg, dl_dist_t *dist, dl_comm_t *comm, dl_err_t *err);
+int dl_train_run(const dl_config_t *cfg, const char *job_text, dl_dist_t *dist, dl_comm_t *comm,
+                 dl_err_t *err);
 
 #endif
