@@ -17,24 +17,11 @@
 #include <hdf5.h>
 #include <zlib.h>
 
-#include "check.h"
 #include "io/convert.h"
 #include "io/dataset.h"
 #include "io/tokens.h"
 
-/* The call returned DL_EINPUT and its message names both needles. */
-#define CHECK_EINPUT(rc, err, needle1, needle2)                                                    \
-    check_einput((rc), (err), (needle1), (needle2), __FILE__, __LINE__)
-
-static void check_einput(int rc, const dl_err_t *err, const char *n1, const char *n2,
-                         const char *file, int line)
-{
-    if (rc != DL_EINPUT || !strstr(err->msg, n1) || !strstr(err->msg, n2)) {
-        fprintf(stderr, "%s:%d: expected DL_EINPUT naming \"%s\" and \"%s\"; got %d: %s\n", file,
-                line, n1, n2, rc, err->msg);
-        check_failures++;
-    }
-}
+#include "check.h" /* after runtime/error.h (via io/), for CHECK_EINPUT */
 
 static char scratch[512];
 
