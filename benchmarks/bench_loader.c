@@ -37,6 +37,8 @@
 #include "io/loader.h"
 #include "io/sampler.h"
 
+#include "bench_util.h"
+
 #define CHUNK_BYTES ((size_t)4 << 20)
 #define MAX_REPS 64
 #define SEED 1
@@ -49,25 +51,12 @@ typedef struct files {
     int64_t stored_bytes; /* images and labels as stored, all shards */
 } files_t;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median of v[0..n-1]; the index of a repetition with that time goes to *at. */
 static double median(const double *v, int n, int *at)
 {
     double s[MAX_REPS];
     memcpy(s, v, (size_t)n * sizeof *v);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    qsort(s, (size_t)n, sizeof *s, bench_cmp_double);
     double m = s[n / 2];
     for (int i = 0; at && i < n; i++)
         if (v[i] == m)
@@ -183,7 +172,7 @@ static int files_measure(files_t *f)
 /* Read every file whole with read(2) in CHUNK_BYTES pieces; seconds, or < 0. */
 static double raw_pass(const files_t *f, char *buf)
 {
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int i = 0; i < f->n; i++) {
         int fd = open(f->path[i], O_RDONLY);
         if (fd < 0)
@@ -195,7 +184,7 @@ static double raw_pass(const files_t *f, char *buf)
         if (got < 0)
             return -1;
     }
-    return now_s() - t0;
+    return bench_now_s() - t0;
 }
 
 /* Ask the kernel to drop the files from the page cache (written-back
@@ -254,7 +243,7 @@ static int run_loader(dl_dataset_t *ds, dl_sampler_t *sm, int64_t steps, int dep
         return rc;
     int64_t requested = 0;
     *wait_s = 0.0;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int64_t step = 0; !rc && step < steps; step++) {
         while (!rc && requested < steps && requested < step + depth)
             rc = dl_loader_request(l, ds, dl_sampler_batch(sm, requested++, NULL), (int)sm->batch,
@@ -267,7 +256,7 @@ static int run_loader(dl_dataset_t *ds, dl_sampler_t *sm, int64_t steps, int dep
             rc = dl_loader_next(l, &x, &y, &n, &waited, err);
         *wait_s += waited;
     }
-    *s = now_s() - t0;
+    *s = bench_now_s() - t0;
     dl_loader_stop(l);
     return rc;
 }
@@ -277,10 +266,10 @@ static int run_direct(dl_dataset_t *ds, dl_sampler_t *sm, int64_t steps, float *
                       double *s, dl_err_t *err)
 {
     int rc = 0;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int64_t step = 0; !rc && step < steps; step++)
         rc = dl_dataset_read(ds, dl_sampler_batch(sm, step, NULL), (int)sm->batch, x, y, err);
-    *s = now_s() - t0;
+    *s = bench_now_s() - t0;
     return rc;
 }
 

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #include "models/model.h"
 #include "models/presets.h"
 #include "runtime/optim.h"
@@ -25,22 +27,9 @@
 #define MAX_SPECS 64
 #define CLASSES 10
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
@@ -56,9 +45,9 @@ static double sgemm_peak(int n, int reps)
             a[i] = b[i] = 1.0f / (float)(1 + i % 7);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
         for (int r = 0; r < reps; r++) {
-            double t0 = now_s();
+            double t0 = bench_now_s();
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-            t[r] = now_s() - t0;
+            t[r] = bench_now_s() - t0;
         }
         g = 2.0 * n * (double)n * n / median(t, reps) * 1e-9;
     }
@@ -169,7 +158,7 @@ int main(int argc, char **argv)
 
     double t[MAX_REPS] = {0}, loss = 0.0;
     for (int r = -1; r < reps; r++) { /* r = -1 is the warm-up */
-        double t0 = now_s();
+        double t0 = bench_now_s();
         for (int s = 0; s < steps; s++) {
             m.ctx.step++;
             const float *logits = dl_model_forward(&m, x, batch, &err);
@@ -186,7 +175,7 @@ int main(int argc, char **argv)
             dl_optim_step(&opt, m.params, m.grads, 0.01);
         }
         if (r >= 0)
-            t[r] = (now_s() - t0) / steps;
+            t[r] = (bench_now_s() - t0) / steps;
     }
     double step = median(t, reps);
     double train_flops = (double)dl_model_train_flops(&m);
