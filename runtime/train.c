@@ -90,7 +90,6 @@ typedef struct trainer {
     int64_t last_ckpt_step; /* step of the last checkpoint saved or loaded (-1: none) */
     double last_ckpt_time;  /* rank 0's clock then */
     double wall_before_s;   /* wall time of the runs before a resume */
-    float *rank_state;      /* world x n_state: every rank's batch-norm statistics */
     FILE *trace;            /* [data] trace: this rank's sample indices per step */
     int max_batch;
     dl_metrics_t metrics;
@@ -150,8 +149,7 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
         return DL_ENOMEM;
     if (t->model.n_state) {
         t->state_backup = dl_calloc((size_t)t->model.n_state, sizeof(float), err);
-        t->rank_state = dl_calloc((size_t)t->world * (size_t)t->model.n_state, sizeof(float), err);
-        if (!t->state_backup || !t->rank_state)
+        if (!t->state_backup)
             return DL_ENOMEM;
     }
     rc = dl_model_tensors(&t->model, &t->tensors, &t->n_tensors, err);
@@ -181,7 +179,6 @@ static void free_trainer(trainer_t *t)
     free(t->dlogits);
     free(t->state_backup);
     free(t->tensors);
-    free(t->rank_state);
     free(t->aug_scratch);
     free(t->pad_value);
     dl_dataset_close(t->train);
@@ -224,6 +221,17 @@ static int all_finite(const float *v, int64_t n)
     return !bad;
 }
 
+/* buf[0..n-1] = its average over all ranks, in place. */
+static int average_over_ranks(trainer_t *t, float *buf, int64_t n, dl_err_t *err)
+{
+    if (t->world == 1 || n == 0)
+        return 0;
+    int rc = dl_comm_allreduce_sum_f32(t->comm, buf, n, err);
+    for (int64_t i = 0; !rc && i < n; i++)
+        buf[i] /= (float)t->world;
+    return rc;
+}
+
 /* ---- checkpoints (io/checkpoint.h) ----------------------------------------- */
 
 static dl_ckpt_model_t ckpt_model(trainer_t *t)
@@ -238,26 +246,6 @@ static dl_ckpt_model_t ckpt_model(trainer_t *t)
                              .opt_m = t->opt.m,
                              .opt_v = t->opt.v,
                              .n_opt = t->opt.n};
-}
-
-/* Every rank's batch-norm statistics into t->rank_state on every rank (they
- * differ between ranks unless synchronised); and their average. */
-static int gather_state(trainer_t *t, float *average, dl_err_t *err)
-{
-    dl_model_t *m = &t->model;
-    int64_t ns = m->n_state;
-    if (!ns)
-        return 0;
-    memset(t->rank_state, 0, (size_t)t->world * (size_t)ns * sizeof(float));
-    memcpy(t->rank_state + (int64_t)t->rank * ns, m->state, (size_t)ns * sizeof(float));
-    int rc = dl_comm_allreduce_sum_f32(t->comm, t->rank_state, (int64_t)t->world * ns, err);
-    for (int64_t i = 0; !rc && i < ns; i++) {
-        double sum = 0.0;
-        for (int r = 0; r < t->world; r++)
-            sum += t->rank_state[(int64_t)r * ns + i];
-        average[i] = (float)(sum / t->world);
-    }
-    return rc;
 }
 
 /* Save the state after `done` steps: every rank takes part (the per-rank
@@ -281,11 +269,13 @@ static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *
     if (m->n_state && !(avg = dl_calloc((size_t)m->n_state, sizeof(float), err)))
         rc = DL_ENOMEM;
     rc = agree(t->comm, rc, err);
-    if (!rc)
-        rc = gather_state(t, avg, err);
+    if (!rc && avg) { /* the file's statistics: the ranks' average, as evaluation uses */
+        memcpy(avg, m->state, (size_t)m->n_state * sizeof(float));
+        rc = average_over_ranks(t, avg, m->n_state, err);
+    }
     if (!rc && t->rank == 0) {
         dl_ckpt_model_t cm = ckpt_model(t);
-        cm.state = avg; /* the file's state tensors: the average, as evaluation uses */
+        cm.state = avg;
         dl_ckpt_meta_t meta = {.step = done,
                                .epoch = done / t->plan.steps_per_epoch,
                                .global_batch = t->plan.global_batch,
@@ -407,13 +397,7 @@ static int resume(trainer_t *t, dl_err_t *err)
  * different running statistics: evaluate (and save) with their average. */
 static int average_state(trainer_t *t, dl_err_t *err)
 {
-    dl_model_t *m = &t->model;
-    if (t->world == 1 || m->n_state == 0)
-        return 0;
-    int rc = dl_comm_allreduce_sum_f32(t->comm, m->state, m->n_state, err);
-    for (int64_t i = 0; !rc && i < m->n_state; i++)
-        m->state[i] /= (float)t->world;
-    return rc;
+    return average_over_ranks(t, t->model.state, t->model.n_state, err);
 }
 
 /* Ask for this rank's test samples [lo + i*chunk, ...). */
