@@ -18,6 +18,22 @@ void dl_comm_free(dl_comm_t *c);
 int dl_comm_rank(const dl_comm_t *c);
 int dl_comm_size(const dl_comm_t *c);
 
+/* The watchdog. With timeout_s > 0, a rank that waits in a collective
+ * below for longer than timeout_s ends the whole job with exit status 3 and
+ * a message naming `what` (e.g. "step 51"), the collective and the ranks
+ * that did not arrive: ranks that wait tell rank 0 so with a heartbeat, and
+ * rank 0 names those that did not. If rank 0 itself does not arrive, the
+ * other ranks end the job a few seconds later, naming rank 0. A collective
+ * that fails in MPI also ends the job with status 3: the other ranks may be
+ * blocked in it and could not be told otherwise. timeout_s = 0 turns the
+ * watchdog off (collectives then block without a limit). Called by the
+ * thread that calls the collectives. */
+void dl_comm_watch(dl_comm_t *c, double timeout_s, const char *what, ...)
+    __attribute__((format(printf, 3, 4)));
+/* 1 if the watchdog can work: it needs MPI_THREAD_MULTIPLE (it runs in a
+ * thread of its own); always 1 on one rank, where nobody can hang. */
+int dl_comm_watchdog_running(const dl_comm_t *c);
+
 /* In-place sums over all ranks. Counts may exceed 2^31. */
 int dl_comm_allreduce_sum_f32(dl_comm_t *c, float *buf, int64_t n, dl_err_t *err);
 int dl_comm_allreduce_sum_f64(dl_comm_t *c, double *buf, int64_t n, dl_err_t *err);

@@ -5,6 +5,7 @@
  * everything is: requested (made by the consumer), done (read by the I/O
  * thread) and taken (handed back by dl_loader_next); slot k % nslots holds
  * request k. The thread reads without holding the mutex. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ struct dl_loader {
     pthread_cond_t wake;  /* a request was made, or stop */
     pthread_cond_t ready; /* a request was read */
     int depth, nslots, max_batch, stop, started;
+    double timeout_s; /* longest wait in dl_loader_next; 0 = none */
     int64_t in_size;
     int64_t requested, done, taken;
     slot_t *slots;
@@ -95,9 +97,16 @@ int dl_loader_start(dl_loader_t **out, int depth, int max_batch, int64_t in_size
         if (!s->idx || !s->x || !s->y)
             rc = DL_ENOMEM;
     }
-    if (!rc && (pthread_mutex_init(&l->mu, NULL) || pthread_cond_init(&l->wake, NULL) ||
-                pthread_cond_init(&l->ready, NULL)))
+    /* ready is waited on with a deadline: on the monotonic clock, which
+     * does not jump when the wall clock is set. */
+    pthread_condattr_t mono;
+    int attr = pthread_condattr_init(&mono) == 0;
+    if (!rc && (!attr || pthread_condattr_setclock(&mono, CLOCK_MONOTONIC) ||
+                pthread_mutex_init(&l->mu, NULL) || pthread_cond_init(&l->wake, NULL) ||
+                pthread_cond_init(&l->ready, &mono)))
         rc = DL_ERR(err, DL_ELIB, "cannot create the data loader's locks");
+    if (attr)
+        pthread_condattr_destroy(&mono);
     if (!rc && pthread_create(&l->thread, NULL, io_thread, l) != 0)
         rc = DL_ERR(err, DL_ELIB, "cannot start the data loader's I/O thread");
     if (rc) {
@@ -141,8 +150,23 @@ int dl_loader_next(dl_loader_t *l, float **x, int32_t **y, int *n, double *wait_
         pthread_mutex_unlock(&l->mu);
         return DL_ERR(err, DL_EINTERNAL, "dl_loader_next: nothing was requested");
     }
-    while (l->done == l->taken)
-        pthread_cond_wait(&l->ready, &l->mu);
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    double end = (double)deadline.tv_sec + 1e-9 * (double)deadline.tv_nsec + l->timeout_s;
+    deadline.tv_sec = (time_t)end;
+    deadline.tv_nsec = (long)(1e9 * (end - (double)deadline.tv_sec));
+    while (l->done == l->taken) {
+        if (l->timeout_s <= 0) {
+            pthread_cond_wait(&l->ready, &l->mu);
+        } else if (pthread_cond_timedwait(&l->ready, &l->mu, &deadline) == ETIMEDOUT &&
+                   l->done == l->taken) {
+            pthread_mutex_unlock(&l->mu);
+            return DL_ERR(err, DL_EABORT,
+                          "the data loader has not delivered a batch in %.0f s: a read of the "
+                          "data files is stuck (a hung network file system?)",
+                          l->timeout_s);
+        }
+    }
     slot_t *s = &l->slots[l->taken % l->nslots];
     l->taken++;
     pthread_mutex_unlock(&l->mu);
@@ -156,6 +180,11 @@ int dl_loader_next(dl_loader_t *l, float **x, int32_t **y, int *n, double *wait_
     *y = s->y;
     *n = s->n;
     return 0;
+}
+
+void dl_loader_set_timeout(dl_loader_t *l, double timeout_s)
+{
+    l->timeout_s = timeout_s > 0 ? timeout_s : 0;
 }
 
 void dl_loader_stop(dl_loader_t *l)

@@ -28,6 +28,12 @@ int dl_loader_request(dl_loader_t *l, dl_dataset_t *ds, const int64_t *idx, int 
  * error of the request is returned here, with its message. */
 int dl_loader_next(dl_loader_t *l, float **x, int32_t **y, int *n, double *wait_s, dl_err_t *err);
 
+/* Make dl_loader_next give up with DL_EABORT after waiting timeout_s
+ * seconds for a batch (0, the default: wait without a limit). The I/O
+ * thread is then stuck in a read: the caller must end the process rather
+ * than call dl_loader_stop, which would wait for that read. */
+void dl_loader_set_timeout(dl_loader_t *l, double timeout_s);
+
 /* Stop the thread (after it finishes the read under way) and free
  * everything; requests not yet taken are dropped. l may be NULL. */
 void dl_loader_stop(dl_loader_t *l);

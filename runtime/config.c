@@ -72,6 +72,9 @@ static const key_def_t keys[] = {
      "to its last checkpoint"},
     {"train", "bad_step_lr_factor", K_FLOAT, C(bad_step_lr_factor), "0.5", 1e-6, 1, NULL,
      "the learning rate is multiplied by this after each roll-back"},
+    {"train", "timeout", K_FLOAT, C(timeout_s), "600", 0, 1e7, NULL,
+     "watchdog: seconds a rank may wait at a step's collective for the others before the job "
+     "ends with status 3, naming the ranks that did not arrive (0 = off)"},
     {"data", "train", K_STRING, C(train_data), NULL, 0, DL_SPEC_MAX - 1, NULL,
      "training data: an HDF5 file, a comma-separated list or a glob of shards (required)"},
     {"data", "test", K_STRING, C(test_data), NULL, 0, DL_SPEC_MAX - 1, NULL,
@@ -113,6 +116,9 @@ static const key_def_t keys[] = {
      "also keep every checkpoint whose step is a multiple of this (0 = none)"},
     {"checkpoint", "resume", K_STRING, C(ckpt.resume), "auto", 0, 0, NULL,
      "auto (the newest checkpoint that verifies, if any), never, or the path of a checkpoint"},
+    {"checkpoint", "timeout", K_FLOAT, C(ckpt.timeout_s), "1800", 0, 1e7, NULL,
+     "watchdog: seconds the ranks wait while rank 0 writes or reads a checkpoint (0 = no "
+     "limit)"},
     {"optim", "type", K_ENUM, C(optim.type), "sgd", 0, 0, optim_names, "sgd or adamw"},
     {"optim", "lr", K_FLOAT, C(optim.lr), "0.01", 0, 1e3, NULL, "peak learning rate"},
     {"optim", "momentum", K_FLOAT, C(optim.momentum), "0", 0, 0.999999, NULL,

@@ -38,6 +38,7 @@ typedef struct dl_ckpt_cfg {
     char dir[DL_PATH_MAX]; /* "" = RUN_DIR/checkpoints */
     int64_t every_steps, keep_last, keep_every;
     double every_minutes;
+    double timeout_s;         /* watchdog limit while rank 0 writes or reads; 0 = none */
     char resume[DL_PATH_MAX]; /* "auto", "never" or a path */
 } dl_ckpt_cfg_t;
 
@@ -54,6 +55,7 @@ typedef struct dl_config {
     double label_smoothing;
     int64_t max_bad_steps;     /* non-finite steps in a row before a roll-back */
     double bad_step_lr_factor; /* learning-rate factor of each roll-back */
+    double timeout_s;          /* watchdog: wait limit at a collective (s); 0 = off */
     /* [data] */
     char train_data[DL_SPEC_MAX], test_data[DL_SPEC_MAX];
     int64_t prefetch;         /* batches read ahead by the I/O thread */

@@ -10,8 +10,11 @@ int dl_dist_init(dl_dist_t *d, int *argc, char ***argv, dl_err_t *err)
 {
     memset(d, 0, sizeof *d);
     int provided = 0;
-    /* Only the main thread calls MPI; helper threads (data loading) never do. */
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+    /* The training thread makes every collective call; the watchdog thread
+     * of collectives/ sends and receives heartbeats at the same time, which
+     * needs MPI_THREAD_MULTIPLE (without it the watchdog stays off). The
+     * data loading thread never calls MPI. */
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
         return DL_ERR(err, DL_ELIB,
                       "MPI_Init_thread failed; is Open MPI installed and was the "
                       "program started with mpirun?");

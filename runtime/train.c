@@ -163,6 +163,7 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
     rc = dl_loader_start(&t->loader, (int)t->cfg->prefetch, t->max_batch, p->in_size, err);
     if (rc)
         return rc;
+    dl_loader_set_timeout(t->loader, t->cfg->timeout_s);
     return setup_augment(t, err);
 }
 
@@ -232,6 +233,28 @@ static int average_over_ranks(trainer_t *t, float *buf, int64_t n, dl_err_t *err
     return rc;
 }
 
+/* The next batch from the loader. One that is stuck past the watchdog's
+ * timeout cannot be stopped cleanly (its thread is inside a read), so the
+ * job ends here, with the watchdog's status. */
+static int take_batch(trainer_t *t, float **x, int32_t **y, int *n, double *waited, dl_err_t *err)
+{
+    int rc = dl_loader_next(t->loader, x, y, n, waited, err);
+    if (rc == DL_EABORT) {
+        fprintf(stderr, "dltrain: error (rank %d): watchdog: %s; ending the job (exit status %d)\n",
+                t->rank, err->msg, DL_EXIT_ABORT);
+        fflush(stderr);
+        dl_comm_abort(DL_EXIT_ABORT);
+    }
+    return rc;
+}
+
+/* The watchdog's limit and label for the collectives that follow: rank 0
+ * writing or reading a checkpoint may take longer than a step. */
+static void watch_checkpoint(trainer_t *t, const char *what, int64_t step)
+{
+    dl_comm_watch(t->comm, t->cfg->ckpt.timeout_s, "%s of step %lld", what, (long long)step);
+}
+
 /* ---- checkpoints (io/checkpoint.h) ----------------------------------------- */
 
 static dl_ckpt_model_t ckpt_model(trainer_t *t)
@@ -264,6 +287,7 @@ static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *
                                   : "the parameters are not finite");
         return 0;
     }
+    watch_checkpoint(t, "the checkpoint", done);
     float *avg = NULL;
     int rc = 0;
     if (m->n_state && !(avg = dl_calloc((size_t)m->n_state, sizeof(float), err)))
@@ -430,7 +454,7 @@ static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
         float *x;
         int32_t *y;
         int nb;
-        if (rc || (rc = dl_loader_next(t->loader, &x, &y, &nb, NULL, err)) != 0)
+        if (rc || (rc = take_batch(t, &x, &y, &nb, NULL, err)) != 0)
             break;
         pending--;
         const float *logits = dl_model_forward(&t->model, x, nb, err);
@@ -493,7 +517,7 @@ static int train_step(trainer_t *t, int64_t step, double *step_acc, dl_err_t *er
     int32_t *y = NULL;
     int b = 0;
     double waited = 0.0;
-    int rc = dl_loader_next(t->loader, &x, &y, &b, &waited, err);
+    int rc = take_batch(t, &x, &y, &b, &waited, err);
     t->data_wait_s += waited;
     rc = agree(t->comm, rc, err);
     if (rc)
@@ -679,8 +703,9 @@ static int roll_back(trainer_t *t, int64_t step, dl_err_t *err)
         float *x;
         int32_t *y;
         int n;
-        rc = dl_loader_next(t->loader, &x, &y, &n, NULL, err);
+        rc = take_batch(t, &x, &y, &n, NULL, err);
     }
+    watch_checkpoint(t, "the roll-back", step + 1);
     rc = agree(t->comm, rc, err);
     char path[DL_PATH_MAX + 64] = "";
     int64_t found = 0;
@@ -742,6 +767,7 @@ static int run_loop(trainer_t *t, run_result_t *r, dl_err_t *err)
     int rc = 0;
     t->requested = t->start_step;
     for (int64_t step = t->start_step; step < p->total_steps && !rc; step++) {
+        dl_comm_watch(t->comm, cfg->timeout_s, "step %lld", (long long)step + 1);
         double lr = dl_schedule_lr(&cfg->sched, cfg->optim.lr, step, p->total_steps);
         rc = prefetch(t, step, eval_barrier(t, step), err);
         double step_acc[2] = {0, 0};
@@ -766,8 +792,10 @@ static int run_loop(trainer_t *t, run_result_t *r, dl_err_t *err)
             acc[2] += 1;
         }
         int64_t done = step + 1;
-        if (!rc && wants_checkpoint(t, done, &ctl))
+        if (!rc && wants_checkpoint(t, done, &ctl)) {
             rc = save_checkpoint(t, done, t->wall_before_s + now_s() - t0, err);
+            dl_comm_watch(t->comm, cfg->timeout_s, "step %lld", (long long)done);
+        }
         if (!rc && ctl.signal) {
             char name[32];
             rc = DL_ERR(err, DL_EREQUEUE,
@@ -782,6 +810,8 @@ static int run_loop(trainer_t *t, run_result_t *r, dl_err_t *err)
         int64_t epoch = done / p->steps_per_epoch;
         if (!rc && evaluates_after(t, done)) {
             double te = now_s();
+            dl_comm_watch(t->comm, cfg->timeout_s, "the evaluation after step %lld",
+                          (long long)done);
             rc = evaluate(t, &r->test_loss, &r->test_acc, err);
             if (!rc && t->rank == 0)
                 dl_metrics_eval(&t->metrics, done, (double)epoch, r->test_loss, r->test_acc);
@@ -792,6 +822,8 @@ static int run_loop(trainer_t *t, run_result_t *r, dl_err_t *err)
     }
     if (!rc && last_eval != p->total_steps) {
         double te = now_s();
+        dl_comm_watch(t->comm, cfg->timeout_s, "the evaluation after step %lld",
+                      (long long)p->total_steps);
         rc = evaluate(t, &r->test_loss, &r->test_acc, err);
         if (!rc && t->rank == 0)
             dl_metrics_eval(&t->metrics, p->total_steps,
@@ -819,6 +851,9 @@ static void announce(trainer_t *t, const dl_dist_t *dist)
                    (long long)p->steps_per_epoch, (long long)p->total_steps);
     dl_metrics_say(&t->metrics, "data order: %s; data pipeline memory %.1f MiB per rank",
                    dl_order_name(p->order.order), (double)p->data_bytes / 1048576.0);
+    if (t->cfg->timeout_s > 0 && !dl_comm_watchdog_running(t->comm))
+        dl_metrics_say(&t->metrics, "note: the watchdog ([train] timeout) is off: this MPI library "
+                                    "does not support MPI_THREAD_MULTIPLE, which it needs");
 }
 
 /* [data] trace: one file per rank, in the run directory (which exists). */
@@ -862,6 +897,9 @@ int dl_train_run(const dl_config_t *cfg, const char *job_text, dl_dist_t *dist, 
                  dl_err_t *err)
 {
     double t_start = now_s();
+    /* Start-up opens every data file and may load a checkpoint: it gets the
+     * checkpoint's (longer) limit. */
+    dl_comm_watch(comm, cfg->ckpt.timeout_s, "start-up");
     trainer_t t = {.cfg = cfg,
                    .comm = comm,
                    .rank = dl_comm_rank(comm),
@@ -900,6 +938,7 @@ int dl_train_run(const dl_config_t *cfg, const char *job_text, dl_dist_t *dist, 
             rc = DL_ERR(err, DL_EIO, "cannot write the data trace in %s: %s", cfg->run_dir,
                         strerror(errno));
     }
+    dl_comm_watch(comm, cfg->ckpt.timeout_s, "the end of training");
     rc = agree(comm, rc, err);
     if (!rc)
         rc = peak_rss(comm, &r.peak_rss_kib, err);
