@@ -49,7 +49,8 @@ typedef struct dl_ckpt_meta {
     uint64_t config_digest;
     dl_data_pos_t data; /* where the data stream continues */
     int64_t opt_t;      /* optimiser steps (AdamW bias correction) */
-    double sched[8];    /* schedule and recovery state, owned by the runtime */
+    double sched[8];    /* schedule and recovery state, owned by the runtime (runtime/train.c
+                         * pack_sched); files of older versions hold zeros past [1] */
     char *job_text;     /* the job file text; on read: malloc'd, the caller frees */
     int64_t wall_ms;    /* wall time of the run so far, ms */
 } dl_ckpt_meta_t;

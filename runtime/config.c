@@ -32,7 +32,9 @@ typedef struct key_def {
 
 static const char *const device_names[] = {"cpu", "cuda", "auto", NULL};
 static const char *const optim_names[] = {"sgd", "adamw", NULL};
-static const char *const sched_names[] = {"constant", "step", "cosine", "linear", NULL};
+static const char *const sched_names[] = {"constant", "step", "cosine", "linear", "plateau", NULL};
+static const char *const plateau_metric_names[] = {"test_loss", "test_accuracy", NULL};
+static const char *const scale_lr_names[] = {"none", "linear", NULL};
 static const char *const act_names[] = {"none", "relu", "leaky", "gelu", "tanh", "sigmoid", NULL};
 static const char *const init_names[] = {"auto", "kaiming", "xavier", NULL};
 static const char *const progress_names[] = {"auto", "bar", "lines", NULL};
@@ -130,16 +132,33 @@ static const key_def_t keys[] = {
     {"optim", "beta1", K_FLOAT, C(optim.beta1), "0.9", 0, 0.999999, NULL, "adamw: beta1"},
     {"optim", "beta2", K_FLOAT, C(optim.beta2), "0.999", 0, 0.999999999, NULL, "adamw: beta2"},
     {"optim", "eps", K_FLOAT, C(optim.eps), "1e-8", 1e-30, 1, NULL, "adamw: epsilon"},
+    {"optim", "scale_lr", K_ENUM, C(optim.scale_lr), "none", 0, 0, scale_lr_names,
+     "none, or linear: the rate used is lr x global batch / reference_batch (recomputed when a "
+     "run resumes with another global batch)"},
+    {"optim", "reference_batch", K_INT, C(optim.reference_batch), "256", 1, 1 << 30, NULL,
+     "scale_lr = linear: the global batch at which lr applies unscaled"},
     {"schedule", "type", K_ENUM, C(sched.type), "constant", 0, 0, sched_names,
-     "constant, step, cosine or linear decay after warm-up"},
+     "constant, step, cosine or linear decay after warm-up, or plateau (cut by gamma when the "
+     "test metric stops improving)"},
     {"schedule", "warmup_steps", K_INT, C(sched.warmup_steps), "0", 0, BIG, NULL,
      "steps of linear warm-up from lr/warmup_steps to lr"},
     {"schedule", "step_size", K_INT, C(sched.step_size), "1000", 1, BIG, NULL,
      "step: steps between decays"},
     {"schedule", "gamma", K_FLOAT, C(sched.gamma), "0.1", 0, 1, NULL,
-     "step: factor applied every step_size steps"},
+     "step: factor applied every step_size steps; plateau: factor of each cut"},
     {"schedule", "min_lr", K_FLOAT, C(sched.min_lr), "0", 0, 1e3, NULL,
-     "cosine, linear: learning rate reached at the last step"},
+     "cosine, linear: learning rate reached at the last step; plateau: the lowest rate a cut "
+     "gives"},
+    {"schedule", "plateau_metric", K_ENUM, C(sched.plateau_metric), "test_loss", 0, 0,
+     plateau_metric_names,
+     "plateau: the evaluation's metric watched: test_loss (lower is better) or test_accuracy "
+     "(higher is better)"},
+    {"schedule", "patience", K_INT, C(sched.patience), "2", 0, BIG, NULL,
+     "plateau: evaluations in a row without improvement that are tolerated; the next one cuts"},
+    {"schedule", "threshold", K_FLOAT, C(sched.threshold), "1e-4", 0, 1e6, NULL,
+     "plateau: relative change of the metric that counts as an improvement"},
+    {"schedule", "cooldown", K_INT, C(sched.cooldown), "0", 0, BIG, NULL,
+     "plateau: evaluations after a cut during which no evaluation counts as bad"},
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 
@@ -754,6 +773,11 @@ static void check_required(parse_state_t *st)
         return;
     if (cfg->optim.nesterov && cfg->optim.momentum <= 0.0)
         fail(st, "%s: [optim] nesterov = true needs momentum > 0", cfg->path);
+    else if (cfg->sched.type == DL_SCHED_PLATEAU && cfg->eval_every == 0)
+        fail(st,
+             "%s: [schedule] type = plateau decides from evaluations, but [train] eval_every = 0 "
+             "evaluates only at the end; set eval_every >= 1 or choose another schedule type",
+             cfg->path);
 }
 
 int dl_config_parse(dl_config_t *cfg, const char *path, const char *text, int n_overrides,

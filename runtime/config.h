@@ -20,18 +20,33 @@
 typedef enum { DL_DEVICE_CPU, DL_DEVICE_CUDA, DL_DEVICE_AUTO } dl_device_t;
 typedef enum { DL_OPT_SGD, DL_OPT_ADAMW } dl_opt_type_t;
 typedef enum { DL_PROGRESS_AUTO, DL_PROGRESS_BAR, DL_PROGRESS_LINES } dl_progress_t;
-typedef enum { DL_SCHED_CONSTANT, DL_SCHED_STEP, DL_SCHED_COSINE, DL_SCHED_LINEAR } dl_sched_type_t;
+typedef enum {
+    DL_SCHED_CONSTANT,
+    DL_SCHED_STEP,
+    DL_SCHED_COSINE,
+    DL_SCHED_LINEAR,
+    DL_SCHED_PLATEAU
+} dl_sched_type_t;
+typedef enum { DL_PLATEAU_TEST_LOSS, DL_PLATEAU_TEST_ACCURACY } dl_plateau_metric_t;
+typedef enum { DL_SCALE_LR_NONE, DL_SCALE_LR_LINEAR } dl_scale_lr_t;
 
 typedef struct dl_optim_cfg {
     int type; /* dl_opt_type_t */
     double lr, momentum, weight_decay, beta1, beta2, eps;
     int nesterov;
+    int scale_lr;            /* dl_scale_lr_t */
+    int64_t reference_batch; /* scale_lr = linear: lr * global batch / reference_batch */
 } dl_optim_cfg_t;
 
 typedef struct dl_sched_cfg {
     int type; /* dl_sched_type_t */
     int64_t warmup_steps, step_size;
     double gamma, min_lr;
+    /* plateau: cut by gamma after more than `patience` evaluations in a row
+     * without a relative improvement of `threshold`, then wait `cooldown` */
+    int plateau_metric; /* dl_plateau_metric_t */
+    int64_t patience, cooldown;
+    double threshold;
 } dl_sched_cfg_t;
 
 typedef struct dl_ckpt_cfg {

@@ -23,4 +23,23 @@ void dl_optim_free(dl_optim_t *o);
  * linear warm-up from base_lr/warmup_steps to base_lr. */
 double dl_schedule_lr(const dl_sched_cfg_t *s, double base_lr, int64_t step, int64_t total_steps);
 
+/* The state of the plateau schedule, which works as PyTorch's
+ * torch.optim.lr_scheduler.ReduceLROnPlateau (threshold_mode 'rel'): the
+ * rate after warm-up is base_lr * factor. */
+typedef struct dl_plateau {
+    double factor;         /* 1 until the first cut */
+    double best;           /* the best metric so far (+inf or -inf before any) */
+    int64_t num_bad;       /* evaluations since the last improvement */
+    int64_t cooldown_left; /* evaluations of cooldown left after a cut */
+} dl_plateau_t;
+
+/* The state before the first evaluation, for s->plateau_metric. */
+void dl_plateau_init(dl_plateau_t *p, const dl_sched_cfg_t *s);
+/* One evaluation's metric (test loss: lower is better; test accuracy:
+ * higher is better). Updates the state and returns 1 if it lowered the
+ * rate: after more than s->patience evaluations in a row without an
+ * improvement by a factor s->threshold, the rate base_lr * factor is
+ * multiplied by s->gamma, but not below s->min_lr. */
+int dl_plateau_update(dl_plateau_t *p, const dl_sched_cfg_t *s, double base_lr, double metric);
+
 #endif

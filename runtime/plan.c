@@ -63,7 +63,27 @@ static int plan_batches(const dl_config_t *cfg, dl_plan_t *p, dl_err_t *err)
     int64_t by_epochs = cfg->epochs ? cfg->epochs * p->steps_per_epoch : INT64_MAX;
     int64_t by_steps = cfg->max_steps ? cfg->max_steps : INT64_MAX;
     p->total_steps = by_epochs < by_steps ? by_epochs : by_steps;
+    p->base_lr = dl_plan_base_lr(cfg, p->global_batch);
     return 0;
+}
+
+double dl_plan_base_lr(const dl_config_t *cfg, int64_t global_batch)
+{
+    const dl_optim_cfg_t *o = &cfg->optim;
+    if (o->scale_lr != DL_SCALE_LR_LINEAR)
+        return o->lr;
+    return o->lr * (double)global_batch / (double)o->reference_batch;
+}
+
+void dl_plan_lr_text(const dl_config_t *cfg, int64_t global_batch, char *out, size_t size)
+{
+    const dl_optim_cfg_t *o = &cfg->optim;
+    if (o->scale_lr != DL_SCALE_LR_LINEAR)
+        snprintf(out, size, "lr %g", o->lr);
+    else
+        snprintf(out, size, "lr %g x %lld/%lld = %g (scale_lr = linear)", o->lr,
+                 (long long)global_batch, (long long)o->reference_batch,
+                 dl_plan_base_lr(cfg, global_batch));
 }
 
 /* The training order, and the data pipeline's memory on each rank: the
@@ -216,6 +236,9 @@ int dl_plan_print(const dl_config_t *cfg, const dl_plan_t *p, FILE *f, dl_err_t 
     fprintf(f, "; %lld steps per epoch (%lld samples dropped per epoch), %lld steps in all\n",
             (long long)p->steps_per_epoch, (long long)(p->train.n % p->global_batch),
             (long long)p->total_steps);
+    char lr[160];
+    dl_plan_lr_text(cfg, p->global_batch, lr, sizeof lr);
+    fprintf(f, "; learning rate: %s\n", lr);
     fprintf(f, "; data order: %s", dl_order_name(p->order.order));
     if (p->order.order == DL_ORDER_STREAM)
         fprintf(f, " (blocks of %lld samples, shuffle buffer %lld)", (long long)p->order.block,

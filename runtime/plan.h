@@ -24,6 +24,7 @@ typedef struct dl_plan {
     int64_t global_batch; /* batch x world */
     int64_t steps_per_epoch;
     int64_t total_steps;
+    double base_lr;      /* the peak rate: [optim] lr, scaled by the global batch with scale_lr */
     dl_shape_t in_shape; /* one sample */
     int64_t in_size;
     int64_t n_params, n_state;
@@ -47,5 +48,12 @@ int dl_plan_make(const dl_config_t *cfg, int world, dl_plan_t *plan, dl_dataset_
  * parameters and forward FLOPs per sample of every layer, with totals). */
 int dl_plan_print(const dl_config_t *cfg, const dl_plan_t *plan, FILE *f, dl_err_t *err);
 void dl_plan_free(dl_plan_t *plan);
+
+/* The peak learning rate for a global batch: [optim] lr, or with
+ * scale_lr = linear lr * global_batch / reference_batch (Goyal et al. 2017). */
+double dl_plan_base_lr(const dl_config_t *cfg, int64_t global_batch);
+/* How that rate comes about, for people: "lr 0.1" or
+ * "lr 0.1 x 512/256 = 0.2 (scale_lr = linear)". */
+void dl_plan_lr_text(const dl_config_t *cfg, int64_t global_batch, char *out, size_t size);
 
 #endif

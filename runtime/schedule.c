@@ -20,3 +20,40 @@ double dl_schedule_lr(const dl_sched_cfg_t *s, double base_lr, int64_t step, int
     default: return base_lr;
     }
 }
+
+void dl_plateau_init(dl_plateau_t *p, const dl_sched_cfg_t *s)
+{
+    *p = (dl_plateau_t){.factor = 1.0,
+                        .best =
+                            s->plateau_metric == DL_PLATEAU_TEST_ACCURACY ? -INFINITY : INFINITY};
+}
+
+/* The steps of ReduceLROnPlateau.step() in PyTorch 1.13, in its order: an
+ * evaluation in cooldown never counts as bad, and a cut that the floor
+ * makes smaller than 1e-8 (PyTorch's eps) leaves the rate alone but still
+ * resets the counters. */
+int dl_plateau_update(dl_plateau_t *p, const dl_sched_cfg_t *s, double base_lr, double metric)
+{
+    int better = s->plateau_metric == DL_PLATEAU_TEST_ACCURACY
+                     ? metric > p->best * (1.0 + s->threshold)
+                     : metric < p->best * (1.0 - s->threshold);
+    if (better) {
+        p->best = metric;
+        p->num_bad = 0;
+    } else {
+        p->num_bad++;
+    }
+    if (p->cooldown_left > 0) {
+        p->cooldown_left--;
+        p->num_bad = 0;
+    }
+    if (p->num_bad <= s->patience)
+        return 0;
+    p->cooldown_left = s->cooldown;
+    p->num_bad = 0;
+    double old_lr = base_lr * p->factor, new_lr = fmax(old_lr * s->gamma, s->min_lr);
+    if (!(old_lr - new_lr > 1e-8))
+        return 0;
+    p->factor = new_lr / base_lr;
+    return 1;
+}

@@ -82,6 +82,9 @@ typedef struct trainer {
     int64_t bad_run;     /* consecutive steps skipped for a non-finite loss or gradient */
     double lr_scale;     /* learning-rate factor after roll-backs (1 until one) */
     int64_t rollback_to, rollback_repeats; /* the last roll-back's step, how often in a row */
+    dl_plateau_t plateau; /* [schedule] type = plateau (factor 1 with other types) */
+    int64_t evaluated_at; /* step of the last evaluation (-1: none) */
+    int eval_pending;     /* a resume at an evaluation its plateau state lacks: evaluate first */
     /* checkpoints */
     dl_tensor_info_t *tensors; /* the model's tensors, named, for checkpoint files */
     int n_tensors;
@@ -257,6 +260,64 @@ static void watch_checkpoint(trainer_t *t, const char *what, int64_t step)
 
 /* ---- checkpoints (io/checkpoint.h) ----------------------------------------- */
 
+/* A checkpoint's schedule state (dl_ckpt_meta_t.sched): [0] the roll-back
+ * factor, [1] the run of bad steps, [2..5] the plateau state (factor, best
+ * metric, bad evaluations, cooldown left), [6] 1 if the evaluation after the
+ * saved step is in that state. Files of older versions hold zeros in [2..7]:
+ * factor 0 there means a fresh plateau state. */
+static void pack_sched(const trainer_t *t, int64_t done, double *sched)
+{
+    const dl_plateau_t *pl = &t->plateau;
+    double v[7] = {t->lr_scale,
+                   (double)t->bad_run,
+                   pl->factor,
+                   pl->best,
+                   (double)pl->num_bad,
+                   (double)pl->cooldown_left,
+                   (double)(t->evaluated_at == done)};
+    memcpy(sched, v, sizeof v);
+}
+
+static int evaluates_after(const trainer_t *t, int64_t done);
+
+static void unpack_sched(trainer_t *t, int64_t step, const double *sched)
+{
+    t->lr_scale = sched[0] > 0 ? sched[0] : 1.0;
+    t->bad_run = (int64_t)sched[1];
+    dl_plateau_init(&t->plateau, &t->cfg->sched);
+    if (sched[2] > 0)
+        t->plateau = (dl_plateau_t){.factor = sched[2],
+                                    .best = sched[3],
+                                    .num_bad = (int64_t)sched[4],
+                                    .cooldown_left = (int64_t)sched[5]};
+    /* A checkpoint is saved before the evaluation that follows its step. */
+    t->eval_pending = t->cfg->sched.type == DL_SCHED_PLATEAU && step > 0 &&
+                      evaluates_after(t, step) && sched[6] == 0;
+}
+
+/* A data position saved with another global batch, made a position of this
+ * run: it must fall on a global batch of this run, unless what is left of
+ * the epoch is less than one batch, which this run drops as it drops the end
+ * of every epoch; then the next epoch begins. */
+static int map_position(const trainer_t *t, dl_data_pos_t *pos, int64_t saved_g, const char *path,
+                        dl_err_t *err)
+{
+    int64_t g = t->plan.global_batch;
+    if (pos->offset >= t->plan.steps_per_epoch * g) {
+        pos->epoch++;
+        pos->offset = 0;
+    } else if (pos->offset % g) {
+        return DL_ERR(err, DL_EINPUT,
+                      "%s was saved with global batch %lld at offset %lld of epoch %lld's sample "
+                      "order, which is not a multiple of this run's global batch %lld, so no step "
+                      "of this run starts there: resume from a checkpoint saved at the start of "
+                      "an epoch, or with a global batch that divides %lld",
+                      path, (long long)saved_g, (long long)pos->offset, (long long)pos->epoch,
+                      (long long)g, (long long)pos->offset);
+    }
+    return 0;
+}
+
 static dl_ckpt_model_t ckpt_model(trainer_t *t)
 {
     dl_model_t *m = &t->model;
@@ -308,9 +369,9 @@ static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *
                                .config_digest = dl_config_digest(t->cfg),
                                .data = dl_sampler_position(&t->sampler, done),
                                .opt_t = t->opt.t,
-                               .sched = {t->lr_scale, (double)t->bad_run},
                                .job_text = (char *)t->job_text,
                                .wall_ms = (int64_t)(1e3 * wall_s)};
+        pack_sched(t, done, meta.sched);
         char path[DL_PATH_MAX + 64];
         rc = dl_ckpt_write(t->ckpt_dir, &meta, &cm, (int)t->cfg->ckpt.keep_last,
                            t->cfg->ckpt.keep_every, path, sizeof path, err);
@@ -337,7 +398,8 @@ static int load_checkpoint(trainer_t *t, const char *path, dl_err_t *err)
     if (t->rank == 0) {
         dl_ckpt_model_t cm = ckpt_model(t);
         rc = dl_ckpt_read(path, &meta, &cm, err);
-        if (!rc && meta.global_batch != t->plan.global_batch)
+        if (!rc && meta.global_batch != t->plan.global_batch &&
+            t->cfg->optim.scale_lr != DL_SCALE_LR_LINEAR)
             rc = DL_ERR(err, DL_EINPUT,
                         "%s was saved with global batch %lld; this run has %lld: resume with the "
                         "saved global batch ([train] global_batch_size = %lld), which keeps the "
@@ -353,8 +415,9 @@ static int load_checkpoint(trainer_t *t, const char *path, dl_err_t *err)
     rc = agree(t->comm, rc, err);
     /* The metadata as int64s, then the buffers. */
     int64_t hdr[8] = {meta.step,        meta.world_size,         meta.opt_t,   meta.data.epoch,
-                      meta.data.offset, (int64_t)meta.data.seed, meta.wall_ms, 0};
-    double sched[2] = {meta.sched[0], meta.sched[1]};
+                      meta.data.offset, (int64_t)meta.data.seed, meta.wall_ms, meta.global_batch};
+    double sched[8];
+    memcpy(sched, meta.sched, sizeof sched);
     if (!rc)
         rc = dl_comm_broadcast(t->comm, hdr, sizeof hdr, 0, err);
     if (!rc)
@@ -371,14 +434,25 @@ static int load_checkpoint(trainer_t *t, const char *path, dl_err_t *err)
     if (rc)
         return rc;
     dl_data_pos_t pos = {.epoch = hdr[3], .offset = hdr[4], .seed = (uint64_t)hdr[5]};
-    int64_t step = 0;
-    rc = agree(t->comm, dl_sampler_resume_step(&t->sampler, pos, &step, err), err);
+    int64_t step = 0, saved_g = hdr[7];
+    if (saved_g != t->plan.global_batch) /* scale_lr = linear (checked above) */
+        rc = map_position(t, &pos, saved_g, path, err);
+    if (!rc)
+        rc = dl_sampler_resume_step(&t->sampler, pos, &step, err);
+    rc = agree(t->comm, rc, err);
     if (rc)
         return rc;
+    if (saved_g != t->plan.global_batch && t->rank == 0)
+        dl_metrics_say(&t->metrics,
+                       "resumed with global batch %lld instead of %lld: learning rate rescaled "
+                       "%g -> %g (scale_lr = linear); step %lld of the saved run is step %lld of "
+                       "this one (epoch %lld, offset %lld)",
+                       (long long)t->plan.global_batch, (long long)saved_g,
+                       dl_plan_base_lr(t->cfg, saved_g), t->plan.base_lr, (long long)hdr[0],
+                       (long long)step, (long long)pos.epoch, (long long)pos.offset);
     t->opt.t = hdr[2];
     t->start_step = step;
-    t->lr_scale = sched[0] > 0 ? sched[0] : 1.0;
-    t->bad_run = (int64_t)sched[1];
+    unpack_sched(t, step, sched);
     t->wall_before_s = 1e-3 * (double)hdr[6];
     t->last_ckpt_step = step;
     t->last_ckpt_time = now_s();
@@ -683,6 +757,53 @@ static int evaluates_after(const trainer_t *t, int64_t done)
     return t->cfg->eval_every && done % spe == 0 && (done / spe) % t->cfg->eval_every == 0;
 }
 
+/* [schedule] type = plateau, after an evaluation: rank 0 updates the state
+ * from the metric (reduced over all ranks) and sends it to every rank, so
+ * all ranks use the identical rate. */
+static int plateau_decide(trainer_t *t, double test_loss, double test_acc, dl_err_t *err)
+{
+    const dl_sched_cfg_t *s = &t->cfg->sched;
+    if (s->type != DL_SCHED_PLATEAU)
+        return 0;
+    int acc = s->plateau_metric == DL_PLATEAU_TEST_ACCURACY;
+    double old = t->plateau.factor, bad = (double)t->plateau.num_bad + 1, cut = 0;
+    if (t->rank == 0)
+        cut = dl_plateau_update(&t->plateau, s, t->plan.base_lr, acc ? test_acc : test_loss);
+    const dl_plateau_t *pl = &t->plateau;
+    double v[5] = {pl->factor, pl->best, (double)pl->num_bad, (double)pl->cooldown_left, cut};
+    int rc = dl_comm_broadcast(t->comm, v, sizeof v, 0, err);
+    if (rc)
+        return rc;
+    t->plateau = (dl_plateau_t){
+        .factor = v[0], .best = v[1], .num_bad = (int64_t)v[2], .cooldown_left = (int64_t)v[3]};
+    double rate = t->plan.base_lr * t->lr_scale;
+    if (t->rank == 0 && v[4] != 0)
+        dl_metrics_say(&t->metrics,
+                       "plateau: %s has not improved for %.0f evaluations; learning rate %g -> %g",
+                       acc ? "test accuracy" : "test loss", bad, rate * old, rate * v[0]);
+    return 0;
+}
+
+/* Evaluate after `done` steps, record the result and let the schedule
+ * decide; the time goes to *eval_s, not to training throughput. */
+static int evaluate_and_decide(trainer_t *t, int64_t done, run_result_t *r, double *eval_s,
+                               double *t_last, dl_err_t *err)
+{
+    double te = now_s();
+    dl_comm_watch(t->comm, t->cfg->timeout_s, "the evaluation after step %lld", (long long)done);
+    int rc = evaluate(t, &r->test_loss, &r->test_acc, err);
+    if (!rc && t->rank == 0)
+        dl_metrics_eval(&t->metrics, done, (double)(done / t->plan.steps_per_epoch), r->test_loss,
+                        r->test_acc);
+    if (!rc && done < t->plan.total_steps) /* no step would use a new rate */
+        rc = plateau_decide(t, r->test_loss, r->test_acc, err);
+    t->evaluated_at = done;
+    t->eval_pending = 0;
+    *eval_s += now_s() - te;
+    *t_last += now_s() - te;
+    return rc;
+}
+
 /* The number of steps after which the next evaluation (or the end) comes:
  * batches are not requested beyond it. */
 static int64_t eval_barrier(const trainer_t *t, int64_t step)
@@ -768,7 +889,11 @@ static int run_loop(trainer_t *t, run_result_t *r, dl_err_t *err)
     t->requested = t->start_step;
     for (int64_t step = t->start_step; step < p->total_steps && !rc; step++) {
         dl_comm_watch(t->comm, cfg->timeout_s, "step %lld", (long long)step + 1);
-        double lr = dl_schedule_lr(&cfg->sched, cfg->optim.lr, step, p->total_steps);
+        if (t->eval_pending && (rc = evaluate_and_decide(t, step, r, &eval_s, &t_last, err)) != 0)
+            break;
+        /* the rate the optimiser uses, as metrics.csv shows it */
+        double lr = dl_schedule_lr(&cfg->sched, p->base_lr, step, p->total_steps) *
+                    t->plateau.factor * t->lr_scale;
         rc = prefetch(t, step, eval_barrier(t, step), err);
         double step_acc[2] = {0, 0};
         step_control_t ctl = {0};
@@ -786,7 +911,7 @@ static int run_loop(trainer_t *t, run_result_t *r, dl_err_t *err)
             }
         } else if (!rc) {
             t->bad_run = 0;
-            dl_optim_step(&t->opt, t->model.params, t->model.grads, lr * t->lr_scale);
+            dl_optim_step(&t->opt, t->model.params, t->model.grads, lr);
             acc[0] += step_acc[0];
             acc[1] += step_acc[1];
             acc[2] += 1;
@@ -807,17 +932,9 @@ static int run_loop(trainer_t *t, run_result_t *r, dl_err_t *err)
         if (!rc && (done % cfg->log_every == 0 || done == p->total_steps)) {
             rc = log_step(t, done, acc, lr, t0, &t_last, &r->train_loss, err);
         }
-        int64_t epoch = done / p->steps_per_epoch;
         if (!rc && evaluates_after(t, done)) {
-            double te = now_s();
-            dl_comm_watch(t->comm, cfg->timeout_s, "the evaluation after step %lld",
-                          (long long)done);
-            rc = evaluate(t, &r->test_loss, &r->test_acc, err);
-            if (!rc && t->rank == 0)
-                dl_metrics_eval(&t->metrics, done, (double)epoch, r->test_loss, r->test_acc);
+            rc = evaluate_and_decide(t, done, r, &eval_s, &t_last, err);
             last_eval = done;
-            eval_s += now_s() - te;
-            t_last += now_s() - te; /* evaluation time is not training throughput */
         }
     }
     if (!rc && last_eval != p->total_steps) {
@@ -851,6 +968,9 @@ static void announce(trainer_t *t, const dl_dist_t *dist)
                    (long long)p->steps_per_epoch, (long long)p->total_steps);
     dl_metrics_say(&t->metrics, "data order: %s; data pipeline memory %.1f MiB per rank",
                    dl_order_name(p->order.order), (double)p->data_bytes / 1048576.0);
+    char lr[160];
+    dl_plan_lr_text(t->cfg, p->global_batch, lr, sizeof lr);
+    dl_metrics_say(&t->metrics, "learning rate: %s", lr);
     if (t->cfg->timeout_s > 0 && !dl_comm_watchdog_running(t->comm))
         dl_metrics_say(&t->metrics, "note: the watchdog ([train] timeout) is off: this MPI library "
                                     "does not support MPI_THREAD_MULTIPLE, which it needs");
@@ -906,7 +1026,9 @@ int dl_train_run(const dl_config_t *cfg, const char *job_text, dl_dist_t *dist, 
                    .world = dl_comm_size(comm),
                    .lr_scale = 1.0,
                    .rollback_to = -1,
+                   .evaluated_at = -1,
                    .job_text = job_text};
+    dl_plateau_init(&t.plateau, &cfg->sched);
     int rc = dl_plan_make(cfg, t.world, &t.plan, &t.train, &t.test, err);
     if (!rc)
         rc = alloc_buffers(&t, err);

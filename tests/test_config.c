@@ -274,6 +274,32 @@ static void test_presets(void)
     free(buf);
 }
 
+/* The learning-rate keys of issue 5: plateau and the linear scaling rule. */
+static void test_lr_keys(void)
+{
+    dl_err_t err;
+    CHECK(parse(good, 0, NULL, &err) == 0);
+    CHECK(cfg.optim.scale_lr == DL_SCALE_LR_NONE && cfg.optim.reference_batch == 256);
+    CHECK(cfg.sched.plateau_metric == DL_PLATEAU_TEST_LOSS && cfg.sched.patience == 2);
+    CHECK(cfg.sched.cooldown == 0);
+    CHECK_CLOSE(cfg.sched.threshold, 1e-4, 1e-15, 0);
+    CHECK_CLOSE(cfg.sched.gamma, 0.1, 1e-15, 0);
+    char *over[] = {"schedule.type=plateau", "schedule.plateau_metric=test_accuracy",
+                    "schedule.patience=0", "optim.scale_lr=linear", "optim.reference_batch=64"};
+    CHECK(parse(good, 5, over, &err) == 0);
+    CHECK(cfg.sched.type == DL_SCHED_PLATEAU && cfg.sched.patience == 0);
+    CHECK(cfg.sched.plateau_metric == DL_PLATEAU_TEST_ACCURACY);
+    CHECK(cfg.optim.scale_lr == DL_SCALE_LR_LINEAR && cfg.optim.reference_batch == 64);
+    /* Plateau decides from evaluations: without them it is an error naming both keys. */
+    char *no_eval[] = {"schedule.type=plateau", "train.eval_every=0"};
+    CHECK(parse(good, 2, no_eval, &err) == DL_EINPUT);
+    CHECK_CONTAINS(err.msg, "[schedule] type = plateau");
+    CHECK_CONTAINS(err.msg, "[train] eval_every = 0");
+    expect_error("[optim]\nscale_lr = sqrt\n", "'sqrt' is not accepted", "none, linear");
+    expect_error("[optim]\nreference_batch = 0\n", "out of range", NULL);
+    expect_error("[schedule]\nplateau_metric = loss\n", "test_loss, test_accuracy", NULL);
+}
+
 static void test_read_file(void)
 {
     char *text = NULL;
@@ -290,6 +316,7 @@ int main(void)
     test_errors();
     test_print();
     test_read_file();
+    test_lr_keys();
     test_layer_sections();
     test_presets();
     return CHECK_DONE();

@@ -94,11 +94,83 @@ static void test_schedules(void)
     CHECK_CLOSE(dl_schedule_lr(&s, 1.0, 0, 110), 1.0, 1e-12, 0);
 }
 
+/* The expected rates are those of torch.optim.lr_scheduler.ReduceLROnPlateau
+ * (PyTorch 1.13, threshold_mode 'rel'; gamma is its factor) for the same
+ * metrics and settings, printed once by tests/reference/plateau_rates.py
+ * (/usr/bin/python3 tests/reference/plateau_rates.py) and copied here. */
+
+/* test loss, patience 2; a NaN is never an improvement; ties within threshold */
+static const double m_loss[] = {1.0,  0.9, 0.95, 0.9, 0.89999, 0.85, 0.86, 0.87,
+                                0.88, 0.9, 0.91, NAN, 0.84,    0.9,  0.9,  0.9};
+static const double r_loss[] = {0.1,  0.1,  0.1,  0.1,  0.01, 0.01, 0.01, 0.01,
+                                1e-3, 1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-4, 1e-5};
+/* test accuracy with cooldown 2 and the floor min_lr */
+static const double m_acc[] = {0.5,  0.6,  0.605, 0.61, 0.7,  0.69, 0.69, 0.69, 0.69,
+                               0.69, 0.69, 0.69,  0.69, 0.69, 0.8,  0.8,  0.8,  0.8,
+                               0.8,  0.8,  0.8,   0.8,  0.8,  0.8,  0.8,  0.8};
+static const double r_acc[] = {0.2,   0.2,   0.2,    0.2,    0.2,    0.2,    0.1,  0.1,   0.1,
+                               0.1,   0.05,  0.05,   0.05,   0.05,   0.05,   0.05, 0.025, 0.025,
+                               0.025, 0.025, 0.0125, 0.0125, 0.0125, 0.0125, 0.01, 0.01};
+/* a threshold so large that nothing improves (as in tests/test_lr.sh) */
+static const double m_none[] = {2.0, 1.5, 1.0, 0.5, 0.4, 0.3, 0.2, 0.1};
+static const double r_none[] = {0.05, 0.005, 0.005, 5e-4, 5e-4, 1e-4, 1e-4, 1e-4};
+/* near PyTorch's eps (1e-8): a smaller cut is not made */
+static const double m_eps[] = {1, 1, 1, 1};
+static const double r_eps[] = {1.5e-8, 1.5e-9, 1.5e-9, 1.5e-9};
+
+typedef struct plateau_case {
+    dl_sched_cfg_t s; /* plateau_metric, gamma, patience, threshold, cooldown, min_lr */
+    double lr;
+    const double *metrics, *want;
+    int n;
+} plateau_case_t;
+
+#define PLATEAU(metric_, lr_, gamma_, patience_, threshold_, cooldown_, min_lr_, m, r)             \
+    {                                                                                              \
+        {.type = DL_SCHED_PLATEAU,                                                                 \
+         .plateau_metric = metric_,                                                                \
+         .gamma = gamma_,                                                                          \
+         .patience = patience_,                                                                    \
+         .threshold = threshold_,                                                                  \
+         .cooldown = cooldown_,                                                                    \
+         .min_lr = min_lr_},                                                                       \
+            lr_, m, r, (int)(sizeof m / sizeof m[0])                                               \
+    }
+
+static const plateau_case_t plateau_cases[] = {
+    PLATEAU(DL_PLATEAU_TEST_LOSS, 0.1, 0.1, 2, 1e-4, 0, 0.0, m_loss, r_loss),
+    PLATEAU(DL_PLATEAU_TEST_ACCURACY, 0.2, 0.5, 1, 0.01, 2, 0.01, m_acc, r_acc),
+    PLATEAU(DL_PLATEAU_TEST_LOSS, 0.05, 0.1, 1, 10.0, 0, 1e-4, m_none, r_none),
+    PLATEAU(DL_PLATEAU_TEST_LOSS, 1.5e-8, 0.1, 0, 1e-4, 0, 0.0, m_eps, r_eps),
+};
+
+static void test_plateau(void)
+{
+    for (size_t c = 0; c < sizeof plateau_cases / sizeof plateau_cases[0]; c++) {
+        const plateau_case_t *pc = &plateau_cases[c];
+        dl_plateau_t p;
+        dl_plateau_init(&p, &pc->s);
+        double rate = pc->lr;
+        for (int i = 0; i < pc->n; i++) {
+            int cut = dl_plateau_update(&p, &pc->s, pc->lr, pc->metrics[i]);
+            double now = pc->lr * p.factor;
+            CHECK(cut == (now < rate)); /* 1 exactly when the rate went down */
+            CHECK_CLOSE(now, pc->want[i], 1e-12, 0);
+            rate = now;
+        }
+    }
+    /* After warm-up the plateau schedule is constant; the factor multiplies it. */
+    dl_sched_cfg_t s = {.type = DL_SCHED_PLATEAU, .warmup_steps = 4};
+    CHECK_CLOSE(dl_schedule_lr(&s, 0.4, 1, 100), 0.2, 1e-12, 0);
+    CHECK_CLOSE(dl_schedule_lr(&s, 0.4, 50, 100), 0.4, 1e-12, 0);
+}
+
 int main(void)
 {
     test_sgd(0);
     test_sgd(1);
     test_adamw();
     test_schedules();
+    test_plateau();
     return CHECK_DONE();
 }
