@@ -301,11 +301,105 @@ static int ck_write_model(hid_t file, const dl_ckpt_model_t *mo, const char *pat
     return ck_group_close(&g, "/optimizer", path, err, rc);
 }
 
-/* File access: the newer file format (at least 1.8's: checksummed
- * superblock, object headers and chunk indexes; HDF5 >= 1.10 reads it), a
- * strong close, and no file locking (network file systems
- * often refuse the locks; a checkpoint has one writer and is renamed into
- * place only when complete). */
+/* The memory of a checkpoint being built: HDF5's core driver allocates,
+ * grows and frees it through these callbacks, and the one free at the
+ * file's close is skipped, so the bytes of the closed (complete) file stay
+ * here, size bytes at buf. H5Fget_file_image is no substitute: HDF5 1.10
+ * clears the superblock's status flags in the copy without updating its
+ * checksum, which makes the copy unreadable. */
+typedef struct ck_image {
+    void *buf;
+    size_t size;
+    int closed;
+} ck_image_t;
+
+static void *ck_image_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    ck_image_t *im = udata;
+    (void)op;
+    im->buf = malloc(size ? size : 1);
+    im->size = im->buf ? size : 0;
+    return im->buf;
+}
+
+static void *ck_image_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op,
+                             void *udata)
+{
+    (void)op;
+    (void)udata;
+    return memcpy(dest, src, size);
+}
+
+static void *ck_image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    ck_image_t *im = udata;
+    (void)op;
+    void *p = realloc(ptr, size ? size : 1);
+    if (p) {
+        im->buf = p;
+        im->size = size;
+    }
+    return p;
+}
+
+static herr_t ck_image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+    ck_image_t *im = udata;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && ptr == im->buf) {
+        im->closed = 1; /* kept: the bytes of the file, now the caller's */
+        return 0;
+    }
+    if (ptr == im->buf) {
+        im->buf = NULL;
+        im->size = 0;
+    }
+    free(ptr);
+    return 0;
+}
+
+/* The property lists HDF5 copies share the one ck_image_t. */
+static void *ck_image_udata_copy(void *udata)
+{
+    return udata;
+}
+
+static herr_t ck_image_udata_free(void *udata)
+{
+    (void)udata;
+    return 0;
+}
+
+/* File access for building a checkpoint: in memory (HDF5's core driver,
+ * nothing written to disk; increment: its growth step in bytes; im: where
+ * the bytes go), the newer file format (at least 1.8's: checksummed
+ * superblock, object headers and chunk indexes; HDF5 >= 1.10 reads it) and
+ * a strong close. dltrain then writes the bytes itself, because HDF5 (1.10
+ * at least) cannot close a file whose write failed (disk full, file size
+ * limit): the handle stays half-open and the library crashes when it tries
+ * again at exit. */
+static hid_t ck_fapl_memory(const char *path, size_t increment, ck_image_t *im, dl_err_t *err)
+{
+    H5FD_file_image_callbacks_t cb = {.image_malloc = ck_image_malloc,
+                                      .image_memcpy = ck_image_memcpy,
+                                      .image_realloc = ck_image_realloc,
+                                      .image_free = ck_image_free,
+                                      .udata_copy = ck_image_udata_copy,
+                                      .udata_free = ck_image_udata_free,
+                                      .udata = im};
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, increment, 0) < 0 ||
+        H5Pset_file_image_callbacks(fapl, &cb) < 0 ||
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0 ||
+        H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+        H5_FAIL(err, DL_ELIB, "%s: cannot set up file access properties", path);
+        ck_close(&fapl, H5Pclose);
+    }
+    return fapl;
+}
+
+/* File access for reading: as above on disk, and no file locking (network
+ * file systems often refuse the locks; a checkpoint has one writer and is
+ * renamed into place only when complete). */
 static hid_t ck_fapl(const char *path, dl_err_t *err)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -317,34 +411,55 @@ static hid_t ck_fapl(const char *path, dl_err_t *err)
     return fapl;
 }
 
-/* Write the whole HDF5 file at tmp (already named for messages as tmp). */
-static int ck_write_h5(const char *tmp, const dl_ckpt_meta_t *meta, const dl_ckpt_model_t *model,
-                       dl_err_t *err)
+/* Build the whole HDF5 file in memory; *image (malloc'd, the caller frees)
+ * and *size get its bytes. path names the file in messages. */
+static int ck_build_image(const char *path, const dl_ckpt_meta_t *meta,
+                          const dl_ckpt_model_t *model, void **image, size_t *size, dl_err_t *err)
 {
-    hid_t fapl = ck_fapl(tmp, err);
+    ck_image_t im = {0};
+    *image = NULL;
+    *size = 0;
+    hid_t fapl = ck_fapl_memory(path, CK_CHUNK_BYTES, &im, err);
     if (fapl < 0)
         return ck_code(err, DL_ELIB);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    int rc = f < 0 ? H5_FAIL(err, DL_EIO, "cannot create the checkpoint file %s", tmp) : 0;
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    int rc = f < 0 ? H5_FAIL(err, DL_ELIB, "cannot create the checkpoint %s in memory", path) : 0;
     H5Pclose(fapl);
     if (rc)
         return rc;
-    rc = ck_attr_str(f, "root", "dltrain_schema", CK_SCHEMA, tmp, err);
+    rc = ck_attr_str(f, "root", "dltrain_schema", CK_SCHEMA, path, err);
     if (!rc)
-        rc = ck_attr_i64(f, "root", "schema_version", CK_SCHEMA_VERSION, tmp, err);
+        rc = ck_attr_i64(f, "root", "schema_version", CK_SCHEMA_VERSION, path, err);
     if (!rc)
-        rc = ck_attr_str(f, "root", "dltrain_version", DLTRAIN_VERSION, tmp, err);
+        rc = ck_attr_str(f, "root", "dltrain_version", DLTRAIN_VERSION, path, err);
     if (!rc)
-        rc = ck_write_train(f, meta, tmp, err);
+        rc = ck_write_train(f, meta, path, err);
     if (!rc)
-        rc = ck_write_job(f, meta, tmp, err);
+        rc = ck_write_job(f, meta, path, err);
     if (!rc)
-        rc = ck_write_model(f, model, tmp, err);
+        rc = ck_write_model(f, model, path, err);
+    /* The file's end (HDF5's end of allocated space): the memory beyond it
+     * is the driver's growth step. */
+    ssize_t end = -1;
     if (!rc && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
-        rc = H5_FAIL(err, DL_EIO, "%s: cannot flush the checkpoint file", tmp);
+        rc = H5_FAIL(err, DL_ENOMEM, "%s: cannot complete the checkpoint in memory", path);
+    if (!rc && (end = H5Fget_file_image(f, NULL, 0)) <= 0)
+        rc = H5_FAIL(err, DL_ELIB, "%s: cannot size the checkpoint in memory", path);
     if (H5Fclose(f) < 0 && !rc)
-        rc = H5_FAIL(err, DL_EIO, "%s: cannot close the checkpoint file", tmp);
-    return rc;
+        rc = H5_FAIL(err, DL_ENOMEM, "%s: cannot complete the checkpoint in memory", path);
+    if (!rc && (!im.closed || !im.buf || (size_t)end > im.size))
+        rc = DL_ERR(err, DL_EINTERNAL,
+                    "%s: the checkpoint built in memory is not where HDF5 said (%zu of %lld "
+                    "bytes)",
+                    path, im.size, (long long)end);
+    if (rc) {
+        if (im.closed)
+            free(im.buf);
+        return rc;
+    }
+    *image = im.buf;
+    *size = (size_t)end;
+    return 0;
 }
 
 static int ck_fsync_path(const char *path, int dir, dl_err_t *err)
@@ -499,26 +614,26 @@ int dl_ckpt_write(const char *dir, const dl_ckpt_meta_t *meta, const dl_ckpt_mod
                       "dl_ckpt_write: bad arguments (keep_last %d, keep_every %lld, step %lld, "
                       "world_size %d)",
                       keep_last, (long long)keep_every, (long long)meta->step, meta->world_size);
-    char name[64], final[CK_PATH], tmp[CK_PATH + 8], latest[CK_PATH];
+    char name[64], final[CK_PATH], latest[CK_PATH];
     snprintf(name, sizeof name, "ckpt-%010" PRId64 ".h5", meta->step);
     if (snprintf(final, sizeof final, "%s/%s", dir, name) >= (int)sizeof final ||
         snprintf(latest, sizeof latest, "%s/latest", dir) >= (int)sizeof latest)
         return DL_ERR(err, DL_EINPUT, "checkpoint directory name too long: %s", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", final);
     int rc = ck_mkdirs(dir, err);
     if (rc)
         return rc;
-    rc = ck_write_h5(tmp, meta, model, err);
-    if (!rc)
-        rc = ck_fsync_path(tmp, 0, err);
+    /* Built in memory, then written through tmp: the file is complete and
+     * fsync'd before it takes its name. */
+    void *image = NULL;
+    size_t size = 0;
+    rc = ck_build_image(final, meta, model, &image, &size, err);
     struct stat st;
     int existed = stat(final, &st) == 0; /* rewriting a step: never delete that file below */
-    if (!rc && rename(tmp, final) != 0)
-        rc = DL_ERR(err, DL_EIO, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
-    if (rc) {
-        unlink(tmp);
+    if (!rc)
+        rc = dl_write_file_atomic(final, image, size, err);
+    free(image);
+    if (rc)
         return rc;
-    }
     char line[80];
     snprintf(line, sizeof line, "%s\n", name);
     rc = ck_fsync_path(dir, 1, err);

@@ -68,8 +68,11 @@ typedef struct dl_ckpt_model {
     int64_t n_opt;
 } dl_ckpt_model_t;
 
-/* Write DIR/ckpt-SSSSSSSSSS.h5 through DIR/ckpt-SSSSSSSSSS.h5.tmp: written,
- * H5Fflush'd, closed, fsync'd, renamed, DIR fsync'd; then DIR/latest (one
+/* Write DIR/ckpt-SSSSSSSSSS.h5 through DIR/ckpt-SSSSSSSSSS.h5.tmp: the HDF5
+ * file is built in memory (rank 0 briefly holds a second copy of the state),
+ * then written to the temporary file with plain writes whose errors name
+ * the OS's reason (disk full, file too large), fsync'd, renamed, DIR
+ * fsync'd; then DIR/latest (one
  * line naming the checkpoint file) replaced the same way; then delete the
  * other checkpoints except the newest keep_last (>= 1; ranked by step, the
  * one just written always kept) and those whose step is a multiple of

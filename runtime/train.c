@@ -24,6 +24,7 @@
 #include "../io/params.h"
 #include "../io/sampler.h"
 #include "blas.h"
+#include "fault.h"
 #include "metrics.h"
 #include "optim.h"
 #include "signals.h"
@@ -332,6 +333,31 @@ static dl_ckpt_model_t ckpt_model(trainer_t *t)
                              .n_opt = t->opt.n};
 }
 
+/* After rank 0 failed to write the checkpoint of step `done` (err says
+ * why): the message names the step, the cause and the checkpoint a resume
+ * would now start from, which dl_ckpt_find has verified. */
+static int save_failed(trainer_t *t, int64_t done, int rc, dl_err_t *err)
+{
+    char why[sizeof err->msg], prev[DL_PATH_MAX + 64];
+    snprintf(why, sizeof why, "%s", err->msg);
+    dl_err_t e2 = {0};
+    int found = dl_ckpt_find(t->ckpt_dir, prev, sizeof prev, NULL, &e2);
+    if (found > 0)
+        return DL_ERR(err, rc,
+                      "the checkpoint of step %lld could not be written: %s; the previous "
+                      "checkpoint %s is intact (it verifies) and a resume starts from it",
+                      (long long)done, why, prev);
+    if (found == 0)
+        return DL_ERR(err, rc,
+                      "the checkpoint of step %lld could not be written: %s; %s holds no earlier "
+                      "checkpoint, so a resume starts over",
+                      (long long)done, why, t->ckpt_dir);
+    return DL_ERR(err, rc,
+                  "the checkpoint of step %lld could not be written: %s; looking for an earlier "
+                  "checkpoint failed too: %s",
+                  (long long)done, why, e2.msg);
+}
+
 /* Save the state after `done` steps: every rank takes part (the per-rank
  * statistics are gathered), rank 0 writes, all agree on the outcome. */
 static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *err)
@@ -372,11 +398,13 @@ static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *
                                .job_text = (char *)t->job_text,
                                .wall_ms = (int64_t)(1e3 * wall_s)};
         pack_sched(t, done, meta.sched);
-        char path[DL_PATH_MAX + 64];
+        char path[DL_PATH_MAX + 64] = "";
         rc = dl_ckpt_write(t->ckpt_dir, &meta, &cm, (int)t->cfg->ckpt.keep_last,
                            t->cfg->ckpt.keep_every, path, sizeof path, err);
         if (!rc)
             dl_metrics_say(&t->metrics, "checkpoint: step %lld saved in %s", (long long)done, path);
+        else if (!path[0] && rc != DL_ENOMEM)
+            rc = save_failed(t, done, rc, err);
     }
     free(avg);
     rc = agree(t->comm, rc, err);
@@ -612,6 +640,8 @@ static int train_step(trainer_t *t, int64_t step, double *step_acc, dl_err_t *er
     step_acc[1] = (double)correct;
     rc = dl_model_backward(m, t->dlogits, b, err);
     if (!rc)
+        dl_fault_nan(t->rank, step, m->grads, m->n_params);
+    if (!rc)
         rc = dl_comm_allreduce_sum_f32(t->comm, m->grads, m->n_params, err);
     return rc;
 }
@@ -667,7 +697,30 @@ static int skip_bad_step(trainer_t *t, int64_t step, int *rollback, dl_err_t *er
 typedef struct run_result {
     double test_loss, test_acc, train_loss, train_s, wall_s;
     int64_t peak_rss_kib; /* the largest over all ranks */
+    int ranks_identical;  /* every rank ended with the same parameters */
 } run_result_t;
+
+/* Whether every rank holds the same parameters: the smallest and largest
+ * of the ranks' parameter digests agree (taken as two 32-bit halves, so
+ * negating for the maximum cannot overflow). Differing parameters mean a
+ * bug or a faulty node, and the results are not written. */
+static int check_ranks_identical(trainer_t *t, run_result_t *r, dl_err_t *err)
+{
+    uint64_t d = dl_model_digest(&t->model);
+    int64_t hi = (int64_t)(d >> 32), lo = (int64_t)(d & 0xffffffffu);
+    int64_t v[4] = {hi, lo, -hi, -lo};
+    int rc = dl_comm_allreduce_min_i64(t->comm, v, 4, err);
+    if (rc)
+        return rc;
+    r->ranks_identical = v[0] == -v[2] && v[1] == -v[3];
+    if (!r->ranks_identical)
+        return DL_ERR(err, DL_EINTERNAL,
+                      "the ranks' parameters differ at the end of training (rank %d's digest is "
+                      "%016llx, and some rank's differs): a bug in dltrain or a faulty node; no "
+                      "results written",
+                      t->rank, (unsigned long long)d);
+    return 0;
+}
 
 static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
 {
@@ -693,7 +746,8 @@ static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
             "  \"steps\": %lld,\n  \"epochs\": %.4f,\n  \"world_size\": %d,\n"
             "  \"batch_size\": %lld,\n  \"global_batch_size\": %lld,\n  \"wall_s\": %.3f,\n"
             "  \"train_s\": %.3f,\n  \"samples_per_s\": %.1f,\n  \"n_params\": %lld,\n"
-            "  \"params_digest\": \"%016llx\",\n  \"config_digest\": \"%016llx\",\n"
+            "  \"params_digest\": \"%016llx\",\n  \"ranks_identical\": %s,\n"
+            "  \"config_digest\": \"%016llx\",\n"
             "  \"data_order\": \"%s\",\n"
             "  \"data_position\": {\"epoch\": %lld, \"offset\": %lld, \"seed\": %llu},\n"
             "  \"data_memory_mib\": %.2f,\n  \"peak_rss_mib\": %.1f,\n"
@@ -702,7 +756,7 @@ static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
             (double)p->total_steps / (double)p->steps_per_epoch, p->world, (long long)p->batch,
             (long long)p->global_batch, r->wall_s, r->train_s,
             r->train_s > 0 ? samples / r->train_s : 0.0, (long long)t->model.n_params,
-            (unsigned long long)dl_model_digest(&t->model),
+            (unsigned long long)dl_model_digest(&t->model), r->ranks_identical ? "true" : "false",
             (unsigned long long)dl_config_digest(cfg), dl_order_name(p->order.order),
             (long long)pos.epoch, (long long)pos.offset, (unsigned long long)pos.seed,
             (double)p->data_bytes / 1048576.0, (double)r->peak_rss_kib / 1024.0, DLTRAIN_VERSION);
@@ -1032,6 +1086,8 @@ int dl_train_run(const dl_config_t *cfg, const char *job_text, dl_dist_t *dist, 
     int rc = dl_plan_make(cfg, t.world, &t.plan, &t.train, &t.test, err);
     if (!rc)
         rc = alloc_buffers(&t, err);
+    if (!rc)
+        rc = dl_fault_init(err);
     /* The run directory is touched only once the whole job is known to be good. */
     rc = agree(comm, rc, err);
     if (!rc && t.rank == 0) {
@@ -1062,6 +1118,8 @@ int dl_train_run(const dl_config_t *cfg, const char *job_text, dl_dist_t *dist, 
     }
     dl_comm_watch(comm, cfg->ckpt.timeout_s, "the end of training");
     rc = agree(comm, rc, err);
+    if (!rc)
+        rc = agree(comm, check_ranks_identical(&t, &r, err), err);
     if (!rc)
         rc = peak_rss(comm, &r.peak_rss_kib, err);
     if (!rc && t.rank == 0) {

@@ -4,13 +4,16 @@
  * byte, a truncated file, a non-HDF5 file and a dangling `latest`, each
  * found by dl_ckpt_verify and skipped by dl_ckpt_find with a report line;
  * reading into another model; and failed writes that leave what was saved
- * untouched. Usage: test_checkpoint SCRATCH_DIR */
+ * untouched, among them one the OS refuses for lack of room (a file size
+ * limit). Usage: test_checkpoint SCRATCH_DIR */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -573,6 +576,42 @@ static void test_failed_writes(void)
     fixture_free(&f);
 }
 
+/* A checkpoint larger than the file size limit (SIGXFSZ ignored: the write
+ * fails with EFBIG, as it would with ENOSPC on a full disk): DL_EIO with the
+ * OS's reason, the directory as it was, and no HDF5 file left half-open
+ * (HDF5 1.10 crashed at exit when its own write had failed). */
+static void test_no_room(void)
+{
+    char dir[1024], p[1024], names[2048], text[256];
+    dl_err_t err = {0};
+    fixture_t f;
+    if (fixture_init(&f, 10, 5, 2)) {
+        CHECK(0);
+        return;
+    }
+    spath(dir, "noroom");
+    write_step(&f, dir, 100, 2, 0);
+    struct rlimit old, lim;
+    CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+    lim = old;
+    lim.rlim_cur = 64 * 1024; /* far below the checkpoint's size */
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    dl_ckpt_meta_t meta = meta_for(200);
+    int rc = dl_ckpt_write(dir, &meta, &f.cm, 2, 0, NULL, 0, &err);
+    CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+    signal(SIGXFSZ, prev);
+    CHECK(rc == DL_EIO);
+    CHECK_CONTAINS(err.msg, "noroom/ckpt-0000000200.h5.tmp");
+    CHECK_CONTAINS(err.msg, strerror(EFBIG));
+    list_dir(dir, names, sizeof names);
+    CHECK(!strcmp(names, "ckpt-0000000100.h5 latest"));
+    read_text(spath(p, "noroom/latest"), text, sizeof text);
+    CHECK(!strcmp(text, "ckpt-0000000100.h5\n"));
+    CHECK(dl_ckpt_verify(spath(p, "noroom/ckpt-0000000100.h5"), &err) == 0);
+    fixture_free(&f);
+}
+
 /* Remove the scratch tree of an earlier run (rm -r of what this test makes). */
 static void remove_tree(const char *path)
 {
@@ -610,8 +649,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot create %s: %s\n", scratch, strerror(errno));
         return 1;
     }
-    void (*tests[])(void) = {test_round_trip, test_retention, test_corruption,
-                             test_metadata,   test_mismatch,  test_failed_writes};
+    void (*tests[])(void) = {test_round_trip, test_retention,     test_corruption, test_metadata,
+                             test_mismatch,   test_failed_writes, test_no_room};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         tests[i]();
         /* Every file, group, dataset, attribute and datatype handle is closed. */
