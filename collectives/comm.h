@@ -46,4 +46,15 @@ int dl_comm_barrier(dl_comm_t *c, dl_err_t *err);
  * ranks may be blocked in a collective and could not be told otherwise. */
 void dl_comm_abort(int status);
 
+/* Gather: root's recv gets every rank's `bytes` bytes of send, rank after
+ * rank (size x bytes in all); recv is used on root only (may be NULL
+ * elsewhere). For state that differs per rank, such as batch-norm statistics
+ * in checkpoints. */
+int dl_comm_gather(dl_comm_t *c, const void *send, void *recv, int64_t bytes, int root,
+                   dl_err_t *err);
+/* Scatter, the reverse: every rank's recv gets its own `bytes` bytes of
+ * root's send (size x bytes, rank after rank; used on root only). */
+int dl_comm_scatter(dl_comm_t *c, const void *send, void *recv, int64_t bytes, int root,
+                    dl_err_t *err);
+
 #endif

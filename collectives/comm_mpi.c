@@ -46,8 +46,8 @@ struct dl_comm {
     MPI_Request hb_req;
 };
 
-enum { OP_ALLREDUCE, OP_BROADCAST, OP_BARRIER };
-static const char *const op_names[] = {"all-reduce", "broadcast", "barrier"};
+enum { OP_ALLREDUCE, OP_BROADCAST, OP_BARRIER, OP_GATHER, OP_SCATTER };
+static const char *const op_names[] = {"all-reduce", "broadcast", "barrier", "gather", "scatter"};
 
 /* A rank that has waited this long at a collective tells rank 0 (seconds,
  * at most a quarter of the timeout). */
@@ -406,4 +406,67 @@ int dl_comm_barrier(dl_comm_t *c, dl_err_t *err)
 void dl_comm_abort(int status)
 {
     MPI_Abort(MPI_COMM_WORLD, status);
+}
+
+/* A block of k bytes whose extent is stride bytes: one rank's piece of a
+ * gather or scatter buffer that goes in pieces of at most CHUNK bytes. */
+static int strided_block(int64_t k, int64_t stride, MPI_Datatype *out, dl_err_t *err)
+{
+    MPI_Datatype t;
+    int rc = MPI_Type_contiguous((int)k, MPI_BYTE, &t);
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(err, rc, "MPI_Type_contiguous", __FILE__, __LINE__);
+    rc = MPI_Type_create_resized(t, 0, (MPI_Aint)stride, out);
+    MPI_Type_free(&t);
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(err, rc, "MPI_Type_create_resized", __FILE__, __LINE__);
+    rc = MPI_Type_commit(out);
+    if (rc != MPI_SUCCESS) {
+        MPI_Type_free(out);
+        return mpi_fail(err, rc, "MPI_Type_commit", __FILE__, __LINE__);
+    }
+    return 0;
+}
+
+/* Gather (scatter 0) or scatter (1) `bytes` per rank, in pieces. */
+static int gather_scatter(dl_comm_t *c, int scatter, const void *send, void *recv, int64_t bytes,
+                          int root, dl_err_t *err)
+{
+    int is_root = c->rank == root;
+    const char *s = send;
+    char *r = recv;
+    enter(c, scatter ? OP_SCATTER : OP_GATHER);
+    for (int64_t off = 0; off < bytes; off += CHUNK) {
+        int64_t k = bytes - off < CHUNK ? bytes - off : CHUNK;
+        MPI_Datatype block;
+        int rc = strided_block(k, bytes, &block, err);
+        if (rc) {
+            leave(c);
+            return rc;
+        }
+        if (scatter)
+            rc = MPI_Scatter(is_root ? s + off : NULL, 1, block, r + off, (int)k, MPI_BYTE, root,
+                             c->comm);
+        else
+            rc = MPI_Gather(s + off, (int)k, MPI_BYTE, is_root ? r + off : NULL, 1, block, root,
+                            c->comm);
+        MPI_Type_free(&block);
+        if (rc != MPI_SUCCESS)
+            coll_failed(c, rc, op_names[scatter ? OP_SCATTER : OP_GATHER],
+                        scatter ? "MPI_Scatter" : "MPI_Gather", __FILE__, __LINE__);
+    }
+    leave(c);
+    return 0;
+}
+
+int dl_comm_gather(dl_comm_t *c, const void *send, void *recv, int64_t bytes, int root,
+                   dl_err_t *err)
+{
+    return gather_scatter(c, 0, send, recv, bytes, root, err);
+}
+
+int dl_comm_scatter(dl_comm_t *c, const void *send, void *recv, int64_t bytes, int root,
+                    dl_err_t *err)
+{
+    return gather_scatter(c, 1, send, recv, bytes, root, err);
 }

@@ -301,6 +301,19 @@ static int ck_write_model(hid_t file, const dl_ckpt_model_t *mo, const char *pat
     return ck_group_close(&g, "/optimizer", path, err, rc);
 }
 
+/* /ranks/state: every rank's state, one row per rank. */
+static int ck_write_ranks(hid_t file, const dl_ckpt_meta_t *meta, const dl_ckpt_model_t *mo,
+                          const char *path, dl_err_t *err)
+{
+    hid_t g = H5I_INVALID_HID;
+    int rc = ck_group_create(file, "/ranks", &g, path, err);
+    hsize_t dims[2] = {(hsize_t)meta->world_size, (hsize_t)mo->n_state};
+    if (!rc)
+        rc = ck_dset_write(g, "/ranks/state", "state", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dims,
+                           mo->rank_state, NULL, path, err);
+    return ck_group_close(&g, "/ranks", path, err, rc);
+}
+
 /* The memory of a checkpoint being built: HDF5's core driver allocates,
  * grows and frees it through these callbacks, and the one free at the
  * file's close is skipped, so the bytes of the closed (complete) file stay
@@ -438,6 +451,8 @@ static int ck_build_image(const char *path, const dl_ckpt_meta_t *meta,
         rc = ck_write_job(f, meta, path, err);
     if (!rc)
         rc = ck_write_model(f, model, path, err);
+    if (!rc && model->rank_state && model->n_state > 0)
+        rc = ck_write_ranks(f, meta, model, path, err);
     /* The file's end (HDF5's end of allocated space): the memory beyond it
      * is the driver's growth step. */
     ssize_t end = -1;
@@ -1030,6 +1045,39 @@ int dl_ckpt_read(const char *path, dl_ckpt_meta_t *meta, const dl_ckpt_model_t *
         free(meta->job_text);
         meta->job_text = NULL;
     }
+    return rc;
+}
+
+int dl_ckpt_read_ranks(const char *path, int n_ranks, int64_t n_state, float *rows, dl_err_t *err)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f;
+    int rc = ck_open(path, &f, err);
+    if (rc)
+        return rc;
+    htri_t ex = H5Lexists(f, "/ranks", H5P_DEFAULT);
+    if (ex > 0)
+        ex = H5Lexists(f, "/ranks/state", H5P_DEFAULT);
+    hid_t d = ex > 0 ? H5Dopen2(f, "/ranks/state", H5P_DEFAULT) : H5I_INVALID_HID;
+    hid_t sp = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
+    hsize_t dims[H5S_MAX_RANK] = {0};
+    int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (ex < 0 || (ex > 0 && (r < 0 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0)))
+        rc = H5_FAIL(err, DL_EINPUT, "%s: cannot open dataset /ranks/state", path);
+    else if (ex > 0 && (r != 2 || dims[1] != (hsize_t)n_state))
+        rc = DL_ERR(err, DL_EINPUT,
+                    "%s: dataset /ranks/state is not one row of %lld values (the model's state) "
+                    "per rank; the file is damaged",
+                    path, (long long)n_state);
+    ck_close(&sp, H5Sclose);
+    ck_close(&d, H5Dclose);
+    if (!rc && ex > 0 && dims[0] == (hsize_t)n_ranks) {
+        hsize_t want[2] = {(hsize_t)n_ranks, (hsize_t)n_state};
+        rc = ck_read_float(f, "/ranks/state", "/ranks/state", 2, want, rows, path, err);
+        if (!rc)
+            rc = 1;
+    }
+    H5Fclose(f);
     return rc;
 }
 

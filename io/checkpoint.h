@@ -17,6 +17,11 @@
  *   /train/schedule_state  float64[8]
  *   /job                   the job file text: one fixed-length string;
  *                          attribute config_digest
+ *   /ranks/state           float32 [world_size, n_state]: every rank's own
+ *                          state (batch-norm running statistics), rank after
+ *                          rank; /model holds their average. Only in files
+ *                          of models with state written with rank_state
+ *                          (older files lack it)
  * Every dataset is chunked (chunks of at most 1 MiB) with HDF5's Fletcher32
  * filter, so reading a dataset checks its checksum; the file's metadata
  * (superblock, object headers, chunk indexes) is written in HDF5's newer
@@ -66,6 +71,10 @@ typedef struct dl_ckpt_model {
      * optimiser has none (plain SGD: both NULL; SGD momentum: v NULL). */
     float *opt_m, *opt_v;
     int64_t n_opt;
+    /* Written as /ranks/state when not NULL and n_state > 0: every rank's
+     * state, world_size x n_state floats (state is then their average).
+     * dl_ckpt_read ignores it; see dl_ckpt_read_ranks. */
+    float *rank_state;
 } dl_ckpt_model_t;
 
 /* Write DIR/ckpt-SSSSSSSSSS.h5 through DIR/ckpt-SSSSSSSSSS.h5.tmp: the HDF5
@@ -95,6 +104,13 @@ int dl_ckpt_write(const char *dir, const dl_ckpt_meta_t *meta, const dl_ckpt_mod
  * failure the model's buffers may be partly overwritten. */
 int dl_ckpt_read(const char *path, dl_ckpt_meta_t *meta, const dl_ckpt_model_t *model,
                  dl_err_t *err);
+
+/* Read /ranks/state (every rank's state) into rows, n_ranks x n_state
+ * floats. Returns 1 when read; 0 when the file has no /ranks/state (an older
+ * file, or a model without state) or holds another number of ranks; a
+ * negative DL_E* status when it cannot be read (DL_EINPUT naming the file and
+ * the dataset: damaged, checksum failure, n_state values per rank expected). */
+int dl_ckpt_read_ranks(const char *path, int n_ranks, int64_t n_state, float *rows, dl_err_t *err);
 
 /* Open the file, check the metadata and read every dataset (which checks
  * every Fletcher32 checksum); needs no model. DL_EINPUT with a message naming

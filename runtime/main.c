@@ -3,6 +3,8 @@
  *
  *   dltrain JOB.ini [section.key=value ...]          train
  *   dltrain --check JOB.ini [section.key=value ...]  validate and print the plan
+ *   mpirun -np N dltrain --evaluate JOB.ini [--checkpoint PATH] [section.key=value ...]
+ *                                                    evaluate a checkpoint
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 static const char usage[] =
     "usage: mpirun -np N dltrain JOB.ini [section.key=value ...]\n"
     "       dltrain --check JOB.ini [section.key=value ...]\n"
+    "       mpirun -np N dltrain --evaluate JOB.ini [--checkpoint PATH] [section.key=value ...]\n"
     "       dltrain --keys | --help | --version\n"
     "\n"
     "Trains the network described by the job file JOB.ini on every rank mpirun starts.\n"
@@ -24,6 +27,11 @@ static const char usage[] =
     "\n"
     "  --check    validate the job file and its data, print the resolved configuration\n"
     "             and the plan (batches, steps, parameters), and exit; no MPI needed\n"
+    "  --evaluate load a checkpoint into the job's model and evaluate it on the test data,\n"
+    "             without training: prints the test accuracy and loss and writes\n"
+    "             RUN_DIR/evaluation.json; on any number of ranks (or without mpirun)\n"
+    "  --checkpoint PATH  with --evaluate: the checkpoint file to evaluate; by default the\n"
+    "             newest one that verifies in the job's checkpoint directory\n"
     "  --keys     list every accepted section and key with its default and meaning\n"
     "  --help     show this text\n"
     "  --version  show the version\n"
@@ -109,7 +117,10 @@ static int share_job_text(dl_comm_t *comm, const char *path, char **text, dl_err
     return dl_comm_broadcast(comm, *text, len, 0, err);
 }
 
-static int run_train(int argc, char **argv, const char *path, int n_over, char **over)
+/* Train (ckpt unused), or with evaluate set evaluate the checkpoint ckpt
+ * (NULL: the newest in the job's checkpoint directory). */
+static int run_train(int argc, char **argv, const char *path, int n_over, char **over, int evaluate,
+                     const char *ckpt)
 {
     dl_err_t err = {0};
     dl_dist_t dist;
@@ -134,11 +145,12 @@ static int run_train(int argc, char **argv, const char *path, int n_over, char *
         rc = dl_config_parse(cfg, path, text, n_over, over, &err);
     if (!rc)
         rc = check_device(cfg, &err);
-    if (!rc)
+    if (!rc && !evaluate) /* evaluation saves nothing: a signal may end it at once */
         rc = dl_signals_install(&err);
     if (!rc) {
         dl_dist_set_threads(&dist, (int)cfg->threads);
-        rc = dl_train_run(cfg, text, &dist, comm, &err);
+        rc = evaluate ? dl_train_evaluate(cfg, ckpt, comm, &err)
+                      : dl_train_run(cfg, text, &dist, comm, &err);
     } else if (dist.rank != 0) {
         err.msg[0] = '\0';
     }
@@ -151,9 +163,39 @@ static int run_train(int argc, char **argv, const char *path, int n_over, char *
     return dl_err_exit_status(rc);
 }
 
+/* Take --checkpoint PATH out of the arguments after JOB.ini: *ckpt gets
+ * PATH, over the others (malloc'd) and *n_over their number. */
+static int take_checkpoint_arg(int argc, char **argv, int first, const char **ckpt, char ***over,
+                               int *n_over)
+{
+    *ckpt = NULL;
+    *n_over = 0;
+    *over = calloc((size_t)argc, sizeof **over);
+    if (!*over) {
+        fprintf(stderr, "dltrain: out of memory\n");
+        return 1;
+    }
+    for (int i = first + 1; i < argc; i++) {
+        if (strcmp(argv[i], "--checkpoint") != 0) {
+            (*over)[(*n_over)++] = argv[i];
+            continue;
+        }
+        if (*ckpt || i + 1 >= argc || argv[i + 1][0] == '\0') {
+            fprintf(stderr, "dltrain: %s\n",
+                    *ckpt ? "--checkpoint is given twice; name one checkpoint file"
+                          : "--checkpoint needs the path of a checkpoint file");
+            free(*over);
+            *over = NULL;
+            return 2;
+        }
+        *ckpt = argv[++i];
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int check = 0, first = 1;
+    int check = 0, evaluate = 0, first = 1;
     if (argc >= 2 && strcmp(argv[1], "--help") == 0) {
         fputs(usage, stdout);
         return 0;
@@ -170,6 +212,10 @@ int main(int argc, char **argv)
         check = 1;
         first = 2;
     }
+    if (argc >= 2 && strcmp(argv[1], "--evaluate") == 0) {
+        evaluate = 1;
+        first = 2;
+    }
     if (argc <= first || argv[first][0] == '-') {
         if (argc > first)
             fprintf(stderr, "dltrain: unknown option '%s'\n", argv[first]);
@@ -179,5 +225,15 @@ int main(int argc, char **argv)
     const char *path = argv[first];
     int n_over = argc - first - 1;
     char **over = argv + first + 1;
-    return check ? run_check(path, n_over, over) : run_train(argc, argv, path, n_over, over);
+    if (check)
+        return run_check(path, n_over, over);
+    if (!evaluate)
+        return run_train(argc, argv, path, n_over, over, 0, NULL);
+    const char *ckpt = NULL;
+    int rc = take_checkpoint_arg(argc, argv, first, &ckpt, &over, &n_over);
+    if (rc)
+        return rc;
+    rc = run_train(argc, argv, path, n_over, over, 1, ckpt);
+    free(over);
+    return rc;
 }

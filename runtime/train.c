@@ -80,6 +80,7 @@ typedef struct trainer {
     float *dlogits, *aug_scratch, *pad_value;
     double data_wait_s;  /* waited for batches since the last log */
     float *state_backup; /* the model's state before the step (restored if the step is bad) */
+    int state_shared;    /* every rank holds the same state (--evaluate): no averaging */
     int64_t bad_run;     /* consecutive steps skipped for a non-finite loss or gradient */
     double lr_scale;     /* learning-rate factor after roll-backs (1 until one) */
     int64_t rollback_to, rollback_repeats; /* the last roll-back's step, how often in a row */
@@ -375,18 +376,24 @@ static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *
         return 0;
     }
     watch_checkpoint(t, "the checkpoint", done);
-    float *avg = NULL;
+    float *avg = NULL, *rows = NULL; /* rows: every rank's state, on rank 0 */
     int rc = 0;
     if (m->n_state && !(avg = dl_calloc((size_t)m->n_state, sizeof(float), err)))
+        rc = DL_ENOMEM;
+    if (!rc && m->n_state && t->rank == 0 &&
+        !(rows = dl_calloc((size_t)t->world * (size_t)m->n_state, sizeof(float), err)))
         rc = DL_ENOMEM;
     rc = agree(t->comm, rc, err);
     if (!rc && avg) { /* the file's statistics: the ranks' average, as evaluation uses */
         memcpy(avg, m->state, (size_t)m->n_state * sizeof(float));
         rc = average_over_ranks(t, avg, m->n_state, err);
     }
+    if (!rc && avg) /* and each rank's own, for an exact resume on as many ranks */
+        rc = dl_comm_gather(t->comm, m->state, rows, m->n_state * (int64_t)sizeof(float), 0, err);
     if (!rc && t->rank == 0) {
         dl_ckpt_model_t cm = ckpt_model(t);
         cm.state = avg;
+        cm.rank_state = rows;
         dl_ckpt_meta_t meta = {.step = done,
                                .epoch = done / t->plan.steps_per_epoch,
                                .global_batch = t->plan.global_batch,
@@ -407,6 +414,7 @@ static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *
             rc = save_failed(t, done, rc, err);
     }
     free(avg);
+    free(rows);
     rc = agree(t->comm, rc, err);
     if (!rc) {
         t->last_ckpt_step = done;
@@ -415,13 +423,49 @@ static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *
     return rc;
 }
 
+/* On rank 0, after the checkpoint at path (saved by saved_world ranks) was
+ * read: every rank's own batch-norm statistics into *rows (malloc'd) when the
+ * file has them for this number of ranks; *rows stays NULL (every rank will
+ * take the average) otherwise, which is said once. */
+static int read_rank_state(trainer_t *t, const char *path, int saved_world, float **rows,
+                           dl_err_t *err)
+{
+    int64_t n = t->model.n_state;
+    *rows = NULL;
+    if (!n)
+        return 0;
+    int rc = 0;
+    if (saved_world == t->world) {
+        if (!(*rows = dl_calloc((size_t)t->world * (size_t)n, sizeof(float), err)))
+            return DL_ENOMEM;
+        rc = dl_ckpt_read_ranks(path, t->world, n, *rows, err);
+        if (rc == 1)
+            return 0;
+        free(*rows);
+        *rows = NULL;
+    }
+    if (!rc && saved_world > 1 && saved_world != t->world)
+        dl_metrics_say(&t->metrics,
+                       "note: %s holds the batch-norm statistics of %d ranks and this run has "
+                       "%d; every rank starts from their average",
+                       path, saved_world, t->world);
+    else if (!rc && saved_world > 1)
+        dl_metrics_say(&t->metrics,
+                       "note: %s holds no per-rank batch-norm statistics (an older checkpoint); "
+                       "every rank starts from their average",
+                       path);
+    return rc;
+}
+
 /* Load a checkpoint on rank 0 and send it to every rank; every rank takes
- * the saved batch-norm statistics (the ranks' average). Sets t->start_step
- * and the optimiser's step count. */
+ * its own saved batch-norm statistics when the checkpoint has them for this
+ * number of ranks, else their average. Sets t->start_step and the
+ * optimiser's step count. */
 static int load_checkpoint(trainer_t *t, const char *path, dl_err_t *err)
 {
     dl_model_t *m = &t->model;
     dl_ckpt_meta_t meta = {0};
+    float *rows = NULL; /* every rank's statistics, on rank 0 */
     int rc = 0;
     if (t->rank == 0) {
         dl_ckpt_model_t cm = ckpt_model(t);
@@ -439,11 +483,14 @@ static int load_checkpoint(trainer_t *t, const char *path, dl_err_t *err)
                            "note: %s was saved by a job file with another configuration digest; "
                            "going on with this job file's settings",
                            path);
+        if (!rc)
+            rc = read_rank_state(t, path, meta.world_size, &rows, err);
     }
     rc = agree(t->comm, rc, err);
     /* The metadata as int64s, then the buffers. */
-    int64_t hdr[8] = {meta.step,        meta.world_size,         meta.opt_t,   meta.data.epoch,
-                      meta.data.offset, (int64_t)meta.data.seed, meta.wall_ms, meta.global_batch};
+    int64_t hdr[9] = {meta.step,       meta.world_size,   meta.opt_t,
+                      meta.data.epoch, meta.data.offset,  (int64_t)meta.data.seed,
+                      meta.wall_ms,    meta.global_batch, rows != NULL};
     double sched[8];
     memcpy(sched, meta.sched, sizeof sched);
     if (!rc)
@@ -456,8 +503,11 @@ static int load_checkpoint(trainer_t *t, const char *path, dl_err_t *err)
         rc = dl_comm_broadcast(t->comm, t->opt.m, t->opt.n * (int64_t)sizeof(float), 0, err);
     if (!rc && t->opt.v)
         rc = dl_comm_broadcast(t->comm, t->opt.v, t->opt.n * (int64_t)sizeof(float), 0, err);
-    if (!rc && m->n_state) /* the ranks' average (per-rank statistics are not saved yet) */
+    if (!rc && m->n_state && hdr[8]) /* each rank its own row */
+        rc = dl_comm_scatter(t->comm, rows, m->state, m->n_state * (int64_t)sizeof(float), 0, err);
+    else if (!rc && m->n_state) /* the ranks' average */
         rc = dl_comm_broadcast(t->comm, m->state, m->n_state * (int64_t)sizeof(float), 0, err);
+    free(rows);
     free(meta.job_text);
     if (rc)
         return rc;
@@ -543,7 +593,7 @@ static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
     int64_t lo = n * t->rank / t->world, hi = n * (t->rank + 1) / t->world;
     int k = t->plan.train.num_classes;
     double sums[3] = {0, 0, 0}; /* loss, correct, samples */
-    int rc = average_state(t, err);
+    int rc = t->state_shared ? 0 : average_state(t, err);
     t->model.ctx.training = 0;
     int64_t asked = lo; /* first sample not yet requested */
     int depth = (int)t->cfg->prefetch;
@@ -1135,5 +1185,185 @@ int dl_train_run(const dl_config_t *cfg, const char *job_text, dl_dist_t *dist, 
     }
     rc = agree(comm, rc, err);
     free_trainer(&t);
+    return rc;
+}
+
+/* ---- dltrain --evaluate ---------------------------------------------------- */
+
+/* What --evaluate evaluates and reports. */
+typedef struct eval_run {
+    char path[DL_PATH_MAX + 64]; /* the checkpoint (on rank 0) */
+    int64_t step;                /* its step (on every rank) */
+    double epoch;                /* its fractional epoch (on rank 0) */
+    uint64_t config_digest;      /* of the job as given */
+    double loss, acc;
+} eval_run_t;
+
+/* The job as evaluation plans it: the training batch only sizes the reads,
+ * so a global batch that does not divide among this number of ranks is
+ * spread as evenly as it goes, and any number of ranks can evaluate. A
+ * batch that divides is kept: then the reads are those of the training's
+ * own evaluation. */
+static dl_config_t *eval_config(const dl_config_t *cfg, int world, dl_err_t *err)
+{
+    dl_config_t *c = malloc(sizeof *c);
+    if (!c) {
+        DL_ERR(err, DL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    *c = *cfg;
+    if (c->global_batch_size && c->global_batch_size % world) {
+        c->batch_size = (c->global_batch_size + world - 1) / world;
+        c->global_batch_size = 0;
+    }
+    return c;
+}
+
+/* The checkpoint to evaluate, in e->path on rank 0: the one given, or the
+ * newest in the checkpoint directory that verifies (as resume = auto). */
+static int find_for_eval(trainer_t *t, const char *given, eval_run_t *e, dl_err_t *err)
+{
+    int64_t found = 1;
+    int rc = 0;
+    if (given)
+        snprintf(e->path, sizeof e->path, "%s", given);
+    else if (t->rank == 0) {
+        int f = dl_ckpt_find(t->ckpt_dir, e->path, sizeof e->path, stderr, err);
+        rc = f < 0 ? f : 0;
+        found = f > 0;
+    }
+    rc = agree(t->comm, rc, err);
+    if (!rc)
+        rc = dl_comm_broadcast(t->comm, &found, sizeof found, 0, err);
+    if (!rc && !found)
+        rc = DL_ERR(err, DL_EINPUT,
+                    "no checkpoint to evaluate: none that verifies in %s (the job's checkpoint "
+                    "directory, [checkpoint] dir, by default RUN_DIR/checkpoints); name a "
+                    "checkpoint file with dltrain --evaluate %s --checkpoint PATH",
+                    t->ckpt_dir, t->cfg->path);
+    return rc;
+}
+
+/* Rank 0 reads the checkpoint's parameters and batch-norm statistics (the
+ * ranks' average; not the optimiser's buffers) and sends them to every
+ * rank. */
+static int load_for_eval(trainer_t *t, eval_run_t *e, dl_err_t *err)
+{
+    dl_model_t *m = &t->model;
+    dl_ckpt_meta_t meta = {0};
+    int rc = 0;
+    if (t->rank == 0) {
+        dl_ckpt_model_t cm = ckpt_model(t);
+        cm.opt_m = cm.opt_v = NULL;
+        rc = dl_ckpt_read(e->path, &meta, &cm, err);
+        if (!rc && meta.config_digest != e->config_digest)
+            dl_metrics_say(&t->metrics,
+                           "note: %s was saved by a job file with another configuration digest; "
+                           "evaluating with this job file's model and test data",
+                           e->path);
+        free(meta.job_text);
+        int64_t spe = meta.global_batch > 0 ? t->plan.train.n / meta.global_batch : 0;
+        e->epoch = spe > 0 ? (double)meta.step / (double)spe : (double)meta.epoch;
+    }
+    rc = agree(t->comm, rc, err);
+    e->step = meta.step;
+    if (!rc)
+        rc = dl_comm_broadcast(t->comm, &e->step, sizeof e->step, 0, err);
+    if (!rc)
+        rc = dl_comm_broadcast(t->comm, m->params, m->n_params * (int64_t)sizeof(float), 0, err);
+    if (!rc && m->n_state)
+        rc = dl_comm_broadcast(t->comm, m->state, m->n_state * (int64_t)sizeof(float), 0, err);
+    t->state_shared = 1;
+    return rc;
+}
+
+/* s as a JSON string literal. */
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* Rank 0: RUN_DIR/evaluation.json (atomically) and a row of RUN_DIR/eval.csv
+ * (appended, after the training's own rows), then the result line. */
+static int write_evaluation(trainer_t *t, const eval_run_t *e, dl_err_t *err)
+{
+    const char *dir = t->cfg->run_dir;
+    int rc = dl_mkdirs(dir, err);
+    if (rc)
+        return rc;
+    char *json = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&json, &len);
+    if (!f)
+        return DL_ERR(err, DL_ENOMEM, "out of memory writing the evaluation");
+    fputs("{\n  \"checkpoint\": ", f);
+    json_string(f, e->path);
+    fprintf(f,
+            ",\n  \"step\": %lld,\n  \"test_accuracy\": %.6f,\n  \"test_loss\": %.6f,\n"
+            "  \"test_samples\": %lld,\n  \"world_size\": %d,\n  \"params_digest\": \"%016llx\",\n"
+            "  \"config_digest\": \"%016llx\",\n  \"dltrain_version\": \"%s\"\n}\n",
+            (long long)e->step, e->acc, e->loss, (long long)t->plan.test.n, t->world,
+            (unsigned long long)dl_model_digest(&t->model), (unsigned long long)e->config_digest,
+            DLTRAIN_VERSION);
+    fclose(f);
+    char path[DL_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/evaluation.json", dir);
+    rc = dl_write_file_atomic(path, json, len, err);
+    free(json);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof path, "%s/eval.csv", dir);
+    FILE *csv = fopen(path, "a");
+    if (!csv)
+        return DL_ERR(err, DL_EIO, "cannot write %s: %s", path, strerror(errno));
+    if (fseek(csv, 0, SEEK_END) == 0 && ftell(csv) == 0)
+        fputs("step,epoch,test_loss,test_accuracy\n", csv);
+    fprintf(csv, "%lld,%.4f,%.6f,%.6f\n", (long long)e->step, e->epoch, e->loss, e->acc);
+    if (fclose(csv) != 0)
+        return DL_ERR(err, DL_EIO, "cannot write %s: %s", path, strerror(errno));
+    dl_metrics_say(&t->metrics,
+                   "evaluate: checkpoint %s (step %lld): test accuracy %.4f, test loss %.4f; "
+                   "written to %s/evaluation.json",
+                   e->path, (long long)e->step, e->acc, e->loss, dir);
+    return 0;
+}
+
+int dl_train_evaluate(const dl_config_t *cfg, const char *ckpt_path, dl_comm_t *comm, dl_err_t *err)
+{
+    int world = dl_comm_size(comm);
+    dl_comm_watch(comm, cfg->ckpt.timeout_s, "evaluating a checkpoint");
+    eval_run_t e = {.config_digest = dl_config_digest(cfg)};
+    dl_config_t *ecfg = eval_config(cfg, world, err);
+    trainer_t t = {.cfg = ecfg,
+                   .comm = comm,
+                   .rank = dl_comm_rank(comm),
+                   .world = world,
+                   .lr_scale = 1.0,
+                   .rollback_to = -1};
+    int rc = ecfg ? dl_plan_make(ecfg, world, &t.plan, &t.train, &t.test, err) : DL_ENOMEM;
+    if (!rc)
+        rc = alloc_buffers(&t, err);
+    rc = agree(comm, rc, err);
+    if (!rc)
+        rc = find_for_eval(&t, ckpt_path, &e, err);
+    if (!rc)
+        rc = load_for_eval(&t, &e, err);
+    if (!rc)
+        rc = evaluate(&t, &e.loss, &e.acc, err);
+    if (!rc && t.rank == 0)
+        rc = write_evaluation(&t, &e, err);
+    rc = agree(comm, rc, err);
+    free_trainer(&t);
+    free(ecfg);
     return rc;
 }

@@ -14,4 +14,13 @@
 int dl_train_run(const dl_config_t *cfg, const char *job_text, dl_dist_t *dist, dl_comm_t *comm,
                  dl_err_t *err);
 
+/* dltrain --evaluate: load a checkpoint (ckpt_path, or NULL for the newest
+ * that verifies in the job's checkpoint directory) into the job's model and
+ * evaluate it on the test data over all ranks, with no training; rank 0
+ * prints the result and writes RUN_DIR/evaluation.json and a row of
+ * RUN_DIR/eval.csv. Collective, with the same error contract as
+ * dl_train_run. */
+int dl_train_evaluate(const dl_config_t *cfg, const char *ckpt_path, dl_comm_t *comm,
+                      dl_err_t *err);
+
 #endif

@@ -5,7 +5,8 @@
  * found by dl_ckpt_verify and skipped by dl_ckpt_find with a report line;
  * reading into another model; and failed writes that leave what was saved
  * untouched, among them one the OS refuses for lack of room (a file size
- * limit). Usage: test_checkpoint SCRATCH_DIR */
+ * limit); every rank's state in /ranks/state. Usage: test_checkpoint
+ * SCRATCH_DIR */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -431,6 +432,53 @@ static int h5_edit(const char *path, const char *obj, const char *name)
     return rc;
 }
 
+/* /ranks/state: every rank's state round trips bit-exact, verifies (it has
+ * its Fletcher32 checksum), is ignored by dl_ckpt_read, and reads as absent
+ * for another number of ranks or from a file written without it. */
+static void test_rank_state(void)
+{
+    char dir[1024];
+    spath(dir, "ranks");
+    fixture_t a;
+    if (fixture_init(&a, 10, 4, 2)) {
+        CHECK(0);
+        return;
+    }
+    dl_ckpt_meta_t meta = meta_for(7), got;
+    int64_t ns = a.m.n_state, rows = meta.world_size;
+    CHECK(ns > 0);
+    float *in = calloc((size_t)(rows * ns), sizeof(float));
+    float *out = calloc((size_t)(rows * ns), sizeof(float));
+    for (int64_t i = 0; i < rows * ns; i++)
+        in[i] = (float)i * 0.25f - 3.0f;
+    a.cm.rank_state = in;
+    dl_err_t err = {0};
+    char written[1024] = "";
+    CHECK(dl_ckpt_write(dir, &meta, &a.cm, 5, 0, written, sizeof written, &err) == 0);
+    CHECK(dl_ckpt_verify(written, &err) == 0);
+    CHECK(dl_ckpt_read(written, &got, &a.cm, &err) == 0);
+    free(got.job_text);
+    CHECK(dl_ckpt_read_ranks(written, (int)rows, ns, out, &err) == 1);
+    CHECK(!memcmp(in, out, (size_t)(rows * ns) * sizeof(float)));
+    CHECK(dl_ckpt_read_ranks(written, (int)rows - 1, ns, out, &err) == 0);
+    /* The wrong number of values per rank is a damaged file. */
+    int rc = dl_ckpt_read_ranks(written, (int)rows, ns + 1, out, &err);
+    CHECK_EINPUT(rc, &err, "/ranks/state", "per rank");
+    /* A flipped byte in /ranks/state fails its checksum. */
+    CHECK(flip_pattern(written, in + 2 * ns, 16 * sizeof(float)) == 0);
+    CHECK(dl_ckpt_verify(written, &err) == DL_EINPUT);
+    rc = dl_ckpt_read_ranks(written, (int)rows, ns, out, &err);
+    CHECK_EINPUT(rc, &err, "/ranks/state", "Fletcher32");
+    /* Without rank_state, as older files: none. */
+    a.cm.rank_state = NULL;
+    meta.step = 8;
+    CHECK(dl_ckpt_write(dir, &meta, &a.cm, 5, 0, written, sizeof written, &err) == 0);
+    CHECK(dl_ckpt_read_ranks(written, (int)rows, ns, out, &err) == 0);
+    free(in);
+    free(out);
+    fixture_free(&a);
+}
+
 /* Metadata a checkpoint must have: each missing piece is named. */
 static void test_metadata(void)
 {
@@ -649,8 +697,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot create %s: %s\n", scratch, strerror(errno));
         return 1;
     }
-    void (*tests[])(void) = {test_round_trip, test_retention,     test_corruption, test_metadata,
-                             test_mismatch,   test_failed_writes, test_no_room};
+    void (*tests[])(void) = {test_round_trip, test_rank_state, test_retention,     test_corruption,
+                             test_metadata,   test_mismatch,   test_failed_writes, test_no_room};
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         tests[i]();
         /* Every file, group, dataset, attribute and datatype handle is closed. */
