@@ -1,10 +1,53 @@
 /* Process setup; see dist.h. */
 #include <cblas.h>
 #include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "dist.h"
+
+/* An environment variable holding a whole non-negative number, else -1. */
+static long env_count(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return -1;
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    return *end || n < 0 ? -1 : n;
+}
+
+/* The launcher's view against MPI's (see dist.h). */
+static void check_launch(dl_dist_t *d)
+{
+    long ntasks = env_count("SLURM_NTASKS"), ompi_local = env_count("OMPI_COMM_WORLD_LOCAL_RANK");
+    long slurm_local = env_count("SLURM_LOCALID");
+    if (ntasks > 0 && ntasks != d->size)
+        snprintf(d->launch_problem, sizeof d->launch_problem,
+                 "Slurm started %ld tasks (SLURM_NTASKS), but this MPI job has %d rank(s): "
+                 "srun with an MPI library that does not talk to it starts %ld separate jobs of "
+                 "one rank each, or mpirun -np asks for fewer ranks than the allocation has. "
+                 "Start dltrain with mpirun -np %ld inside the allocation (or srun --mpi=pmix), "
+                 "or ask for as many tasks as ranks",
+                 ntasks, d->size, ntasks, ntasks);
+    else if (ompi_local >= 0 && ompi_local != d->local_rank)
+        snprintf(d->launch_problem, sizeof d->launch_problem,
+                 "rank %d on %s: mpirun says its local rank is %ld (OMPI_COMM_WORLD_LOCAL_RANK) "
+                 "but the ranks that share this node's memory make it %d: the ranks of one "
+                 "node do not see each other (separate containers?), so devices and threads "
+                 "per node would be wrong",
+                 d->rank, d->host, ompi_local, d->local_rank);
+    else if (ompi_local < 0 && slurm_local >= 0 && getenv("SLURM_STEP_ID") &&
+             slurm_local != d->local_rank)
+        snprintf(d->launch_problem, sizeof d->launch_problem,
+                 "rank %d on %s: srun says its local rank is %ld (SLURM_LOCALID) but the ranks "
+                 "that share this node's memory make it %d: the ranks of one node do not see "
+                 "each other (separate containers?), so devices and threads per node would be "
+                 "wrong",
+                 d->rank, d->host, slurm_local, d->local_rank);
+}
 
 int dl_dist_init(dl_dist_t *d, int *argc, char ***argv, dl_err_t *err)
 {
@@ -29,6 +72,7 @@ int dl_dist_init(dl_dist_t *d, int *argc, char ***argv, dl_err_t *err)
     MPI_Comm_free(&node);
     if (gethostname(d->host, sizeof d->host - 1) != 0)
         strcpy(d->host, "unknown");
+    check_launch(d);
     return 0;
 }
 

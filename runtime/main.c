@@ -6,6 +6,7 @@
  *   mpirun -np N dltrain --evaluate JOB.ini [--checkpoint PATH] [section.key=value ...]
  *                                                    evaluate a checkpoint
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,21 @@ static int share_job_text(dl_comm_t *comm, const char *path, char **text, dl_err
 
 /* Train (ckpt unused), or with evaluate set evaluate the checkpoint ckpt
  * (NULL: the newest in the job's checkpoint directory). */
+/* Every rank learns whether any was started wrongly (dist.h); the lowest
+ * such rank keeps the explanation, the others an empty message. */
+static int agree_launch(dl_comm_t *comm, const dl_dist_t *d, dl_err_t *err)
+{
+    int64_t first = d->launch_problem[0] ? d->rank : INT64_MAX;
+    int rc = dl_comm_allreduce_min_i64(comm, &first, 1, err);
+    if (rc || first == INT64_MAX)
+        return rc;
+    if (first == d->rank)
+        return DL_ERR(err, DL_EINPUT, "%s", d->launch_problem);
+    err->code = DL_EINPUT;
+    err->msg[0] = '\0';
+    return DL_EINPUT;
+}
+
 static int run_train(int argc, char **argv, const char *path, int n_over, char **over, int evaluate,
                      const char *ckpt)
 {
@@ -133,7 +149,10 @@ static int run_train(int argc, char **argv, const char *path, int n_over, char *
     char *text = NULL;
     dl_config_t *cfg = calloc(1, sizeof *cfg);
     rc = cfg ? dl_comm_create_world(&comm, &err) : DL_ERR(&err, DL_ENOMEM, "out of memory");
-    if (!rc)
+    int launch_rc = rc ? 0 : agree_launch(comm, &dist, &err);
+    if (launch_rc) /* its message stays on the rank that found it */
+        rc = launch_rc;
+    else if (!rc)
         rc = share_job_text(comm, path, &text, &err);
     if (rc == DL_ENOMEM || rc == DL_ELIB) {
         dl_err_print("dltrain", &err);
@@ -151,7 +170,7 @@ static int run_train(int argc, char **argv, const char *path, int n_over, char *
         dl_dist_set_threads(&dist, (int)cfg->threads);
         rc = evaluate ? dl_train_evaluate(cfg, ckpt, comm, &err)
                       : dl_train_run(cfg, text, &dist, comm, &err);
-    } else if (dist.rank != 0) {
+    } else if (dist.rank != 0 && !launch_rc) {
         err.msg[0] = '\0';
     }
     if (rc && err.msg[0])

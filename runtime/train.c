@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../io/augment.h"
 #include "../io/checkpoint.h"
@@ -1080,6 +1081,93 @@ static void announce(trainer_t *t, const dl_dist_t *dist)
                                     "does not support MPI_THREAD_MULTIPLE, which it needs");
 }
 
+/* What rank 0 learns of every rank for the start-up report. */
+typedef struct rank_info {
+    char host[64];
+    char device[16];
+    int32_t local_rank, local_size, threads, pid;
+} rank_info_t;
+
+/* "0-3,6,8-9": the ranks in r[0..n-1] (ascending) as ranges. */
+static void ranges(const int *r, int n, char *out, size_t size)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n && len < size; i++) {
+        int j = i;
+        while (j + 1 < n && r[j + 1] == r[j] + 1)
+            j++;
+        int w = j > i ? snprintf(out + len, size - len, "%s%d-%d", i ? "," : "", r[i], r[j])
+                      : snprintf(out + len, size - len, "%s%d", i ? "," : "", r[i]);
+        len += w > 0 ? (size_t)w : 0;
+        i = j;
+    }
+}
+
+/* Rank 0 prints, once, where the ranks run: per node, its ranks, their
+ * local ranks, device, BLAS threads and process ids (to find a rank's
+ * process when something hangs). Collective. */
+static int report_ranks(trainer_t *t, const dl_dist_t *dist, dl_err_t *err)
+{
+    rank_info_t me = {.local_rank = dist->local_rank,
+                      .local_size = dist->local_size,
+                      .threads = dist->threads,
+                      .pid = (int32_t)getpid()};
+    snprintf(me.host, sizeof me.host, "%.63s", dist->host);
+    snprintf(me.device, sizeof me.device, "cpu");
+    rank_info_t *all = NULL;
+    int *idx = NULL, rc = 0;
+    if (t->rank == 0 && (!(all = dl_calloc((size_t)t->world, sizeof *all, err)) ||
+                         !(idx = dl_calloc((size_t)t->world, sizeof *idx, err))))
+        rc = DL_ENOMEM;
+    rc = agree(t->comm, rc, err);
+    if (!rc)
+        rc = dl_comm_gather(t->comm, &me, all, (int64_t)sizeof me, 0, err);
+    if (!rc && t->rank == 0) {
+        int nodes = 0;
+        for (int r = 0; r < t->world; r++) {
+            int first = 1; /* is r the first rank of its node? */
+            for (int q = 0; q < r && first; q++)
+                first = strcmp(all[q].host, all[r].host) != 0;
+            if (!first)
+                continue;
+            if (++nodes > 16)
+                continue;
+            int n = 0, lo_t = INT_MAX, hi_t = 0;
+            char pids[160] = "";
+            size_t plen = 0;
+            for (int q = r; q < t->world; q++) {
+                if (strcmp(all[q].host, all[r].host) != 0)
+                    continue;
+                idx[n++] = q;
+                lo_t = all[q].threads < lo_t ? all[q].threads : lo_t;
+                hi_t = all[q].threads > hi_t ? all[q].threads : hi_t;
+                if (plen < sizeof pids - 16)
+                    plen += (size_t)snprintf(pids + plen, sizeof pids - plen, "%s%d",
+                                             n > 1 ? "," : "", (int)all[q].pid);
+                else if (plen < sizeof pids - 1)
+                    plen += (size_t)snprintf(pids + plen, sizeof pids - plen, "...");
+            }
+            char list[160], threads[32];
+            ranges(idx, n, list, sizeof list);
+            if (lo_t == hi_t)
+                snprintf(threads, sizeof threads, "%d", lo_t);
+            else
+                snprintf(threads, sizeof threads, "%d-%d", lo_t, hi_t);
+            dl_metrics_say(&t->metrics,
+                           "node %s: rank%s %s (local rank%s 0-%d), device %s, %s BLAS thread(s) "
+                           "each, pid%s %s",
+                           all[r].host, n > 1 ? "s" : "", list, n > 1 ? "s" : "", n - 1,
+                           all[r].device, threads, n > 1 ? "s" : "", pids);
+        }
+        if (nodes > 16)
+            dl_metrics_say(&t->metrics, "... and %d more nodes", nodes - 16);
+    }
+    free(all);
+    free(idx);
+    return rc;
+}
+
 /* [data] trace: one file per rank, in the run directory (which exists). */
 static int open_trace(trainer_t *t, dl_err_t *err)
 {
@@ -1149,6 +1237,8 @@ int dl_train_run(const dl_config_t *cfg, const char *job_text, dl_dist_t *dist, 
             announce(&t, dist);
     }
     rc = agree(comm, rc, err);
+    if (!rc)
+        rc = report_ranks(&t, dist, err);
     if (!rc && cfg->trace)
         rc = agree(comm, open_trace(&t, err), err);
     if (!rc)

@@ -51,6 +51,18 @@ run_bad classes "classes.ini:$line: the last [dense] has 12 units but" classes.i
 expect_in classes.out "has 10 classes" classes
 run_bad divide "global_batch_size = 63 does not divide among 2 ranks" "$JOB" train.global_batch_size=63
 
+# A launch that does not match the allocation: Slurm's task count against
+# the MPI world (srun without MPI support starts one-rank jobs), and the
+# launcher's local rank against the shared-memory split.
+export SLURM_NTASKS=4
+run_bad ntasks "Slurm started 4 tasks (SLURM_NTASKS), but this MPI job has 2 rank(s)" "$JOB"
+unset SLURM_NTASKS
+rm -rf run-local
+OMPI_COMM_WORLD_LOCAL_RANK=5 "$DLTRAIN" "$JOB" $DATA train.run_dir=run-local >local.out 2>&1
+expect_status 2 $? "local rank"
+expect_in local.out "mpirun says its local rank is 5 (OMPI_COMM_WORLD_LOCAL_RANK)" "local rank"
+[ ! -e run-local ] || fail "local rank: created the run directory before failing"
+
 # Nothing already saved is lost: an earlier run's files stay as they were.
 mkdir -p run-keep && echo precious >run-keep/summary.json
 $MPIRUN 2 "$DLTRAIN" "$JOB" $DATA train.run_dir=run-keep optim.lr=-1 >keep.out 2>&1
