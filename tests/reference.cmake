@@ -13,6 +13,12 @@
 #                       docs/checkpoints.md shows (tests/reference/
 #                       load_checkpoint.py); torch's logits match dltrain's to
 #                       1e-4 of the largest
+#   reference.checkpoint_accuracy  short 2-rank runs of docs/examples/
+#                       fashion-mlp.ini and of the cnn2bn preset; each final
+#                       checkpoint, loaded and evaluated on the whole test set
+#                       with load_checkpoint.py, gives summary.json's test
+#                       accuracy (within 1 sample) and test loss (1e-4
+#                       relative)
 add_executable(ref_layers ${CMAKE_SOURCE_DIR}/tests/ref_layers.c)
 target_link_libraries(ref_layers PRIVATE dl_models)
 
@@ -39,3 +45,12 @@ add_test(NAME reference.checkpoint
                  --ckpt-export $<TARGET_FILE:ckpt_export>
                  --dir ${CMAKE_CURRENT_BINARY_DIR}/scratch_reference_checkpoint)
 set_tests_properties(reference.checkpoint PROPERTIES LABELS reference TIMEOUT 120)
+
+add_test(NAME reference.checkpoint_accuracy
+         COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/reference/check_checkpoint_accuracy.py
+                 --dltrain $<TARGET_FILE:dltrain>
+                 --data ${CMAKE_CURRENT_BINARY_DIR}/data
+                 --dir ${CMAKE_CURRENT_BINARY_DIR}/scratch_reference_checkpoint_accuracy
+                 --mpirun "${DL_MPIRUN_STR} ${MPIEXEC_NUMPROC_FLAG}")
+set_tests_properties(reference.checkpoint_accuracy PROPERTIES FIXTURES_REQUIRED fashion
+                     LABELS "reference;mpi" TIMEOUT 300)

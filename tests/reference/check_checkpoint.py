@@ -6,8 +6,9 @@ cnn2bn, batch-norm running statistics), writes a checkpoint of it with
 dl_ckpt_write, and writes the inference-mode logits dltrain's forward pass
 gives on 8 fixed inputs. This script loads the checkpoint with
 load_checkpoint() from tests/reference/load_checkpoint.py into the torch
-model (cnn2: the script's own cnn2(); cnn2bn: built here), runs the same
-inputs in eval mode and compares the logits.
+model (the script's own cnn2() and cnn2bn()), runs the same inputs in eval
+mode and compares the logits. (check_checkpoint_accuracy.py evaluates
+checkpoints of real training runs on the whole test set.)
 
 Pass rule, per preset: max |dltrain - torch| <= 1e-4 * max |torch| over all
 logits. Also checked: the docs show load_checkpoint.py verbatim (the
@@ -27,7 +28,6 @@ try:
     import h5py
     import numpy as np
     import torch
-    import torch.nn as nn
 except ImportError as e:  # say what to install rather than print a traceback
     sys.exit("FAIL: %s; this test needs Debian's python3-torch, python3-numpy and "
              "python3-h5py for /usr/bin/python3" % e)
@@ -39,17 +39,6 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import load_checkpoint  # noqa: E402  (the script the docs show)
 
 N, CLASSES, TOL = 8, 10, 1e-4
-
-
-def cnn2bn(classes=10):
-    """dltrain's cnn2bn preset in torch, in dltrain's layer order."""
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.BatchNorm1d(128), nn.ReLU(),
-        nn.Linear(128, classes))
 
 
 def check_docs():
@@ -115,7 +104,7 @@ def main():
     os.makedirs(scratch, exist_ok=True)
     failed = check_docs()
     failed += check_preset(args.ckpt_export, scratch, "cnn2", load_checkpoint.cnn2)
-    failed += check_preset(args.ckpt_export, scratch, "cnn2bn", cnn2bn)
+    failed += check_preset(args.ckpt_export, scratch, "cnn2bn", load_checkpoint.cnn2bn)
     failed += check_cli(scratch)
     print("%d check(s) failed" % failed if failed else "all checks passed")
     return 1 if failed else 0
