@@ -226,6 +226,13 @@ static int ck_write_train(hid_t file, const dl_ckpt_meta_t *m, const char *path,
     if (!rc)
         rc = ck_dset_write(g, "/train/schedule_state", "schedule_state", H5T_IEEE_F64LE,
                            H5T_NATIVE_DOUBLE, 1, &n, m->sched, NULL, path, err);
+    hsize_t c = (hsize_t)m->input_c;
+    if (!rc && c > 0 && c <= 16)
+        rc = ck_dset_write(g, "/train/input_mean", "input_mean", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                           1, &c, m->input_mean, NULL, path, err);
+    if (!rc && c > 0 && c <= 16)
+        rc = ck_dset_write(g, "/train/input_std", "input_std", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                           1, &c, m->input_std, NULL, path, err);
     return ck_group_close(&g, o, path, err, rc);
 }
 

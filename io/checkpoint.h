@@ -58,6 +58,11 @@ typedef struct dl_ckpt_meta {
                          * pack_sched); files of older versions hold zeros past [1] */
     char *job_text;     /* the job file text; on read: malloc'd, the caller frees */
     int64_t wall_ms;    /* wall time of the run so far, ms */
+    /* The input normalisation, (x - mean[c]) / std[c] with the training
+     * data's statistics, for using the model elsewhere; written as
+     * /train/input_mean and /train/input_std when input_c > 0. */
+    int input_c;
+    double input_mean[16], input_std[16];
 } dl_ckpt_meta_t;
 
 typedef struct dl_ckpt_model {

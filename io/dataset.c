@@ -287,10 +287,20 @@ static int ds_finish(dl_dataset_t *ds, dl_err_t *err)
         }
         in->mean[c] = m;
         in->std[c] = sqrt(v);
-        for (int p = 0; p < 256; p++)
-            ds->lut[c][p] = (float)(((double)p - m) / in->std[c]);
     }
+    dl_dataset_normalise_as(ds, in);
     return 0;
+}
+
+void dl_dataset_normalise_as(dl_dataset_t *ds, const dl_dataset_info_t *like)
+{
+    dl_dataset_info_t *in = &ds->info;
+    for (int c = 0; c < in->c; c++) {
+        in->mean[c] = like->mean[c];
+        in->std[c] = like->std[c];
+        for (int p = 0; p < 256; p++)
+            ds->lut[c][p] = (float)(((double)p - in->mean[c]) / in->std[c]);
+    }
 }
 
 /* One shard per path of the spec, none open yet. */

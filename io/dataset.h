@@ -52,6 +52,10 @@ typedef struct dl_dataset_info {
 int dl_dataset_open(const char *spec, dl_dataset_t **out, dl_err_t *err);
 
 const dl_dataset_info_t *dl_dataset_info(const dl_dataset_t *ds);
+/* Normalise ds's samples with like's mean and std (same channel count)
+ * instead of its own: test data with the training data's statistics, as a
+ * model sees inputs in use. */
+void dl_dataset_normalise_as(dl_dataset_t *ds, const dl_dataset_info_t *like);
 /* Samples in shard i (0 <= i < n_files), in the order of the spec. */
 int64_t dl_dataset_shard_size(const dl_dataset_t *ds, int i);
 

@@ -168,6 +168,10 @@ int dl_plan_make(const dl_config_t *cfg, int world, dl_plan_t *plan, dl_dataset_
     }
     if (!rc)
         rc = check_data_fit(cfg, plan, err);
+    if (!rc) { /* the test data as the model will see new data: with the training statistics */
+        dl_dataset_normalise_as(test, dl_dataset_info(train));
+        plan->test = *dl_dataset_info(test);
+    }
     if (!rc)
         rc = plan_batches(cfg, plan, err);
     if (!rc)

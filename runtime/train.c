@@ -406,6 +406,9 @@ static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *
                                .job_text = (char *)t->job_text,
                                .wall_ms = (int64_t)(1e3 * wall_s)};
         pack_sched(t, done, meta.sched);
+        meta.input_c = t->plan.train.c;
+        memcpy(meta.input_mean, t->plan.train.mean, sizeof meta.input_mean);
+        memcpy(meta.input_std, t->plan.train.std, sizeof meta.input_std);
         char path[DL_PATH_MAX + 64] = "";
         rc = dl_ckpt_write(t->ckpt_dir, &meta, &cm, (int)t->cfg->ckpt.keep_last,
                            t->cfg->ckpt.keep_every, path, sizeof path, err);

@@ -100,7 +100,7 @@ def compare(name, summary, ckpt, model, test, n_test):
     step = load_checkpoint.load_checkpoint(ckpt, model)
     with h5py.File(ckpt, "r") as f:
         ranks = int(f["train"].attrs["world_size"])
-    loss, acc = load_checkpoint.evaluate(model, test)
+    loss, acc = load_checkpoint.evaluate(model, ckpt, test)
     d_samples = round(abs(summary["test_accuracy"] - acc) * n_test)
     d_loss = abs(summary["test_loss"] - loss) / loss
     ok = (step == summary["steps"] and ranks == RANKS and d_samples <= 1
@@ -158,7 +158,7 @@ def main():
     for m in fresh.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
-    f_loss, f_acc = load_checkpoint.evaluate(fresh, test)
+    f_loss, f_acc = load_checkpoint.evaluate(fresh, ckpt, test)
     ok = abs(f_loss - loss) > 1e-2 * loss
     print("cnn2bn with fresh batch-norm buffers: test_accuracy %.6f, test_loss %.6f: %s"
           % (f_acc, f_loss, "differs, ok" if ok else "FAIL: the running statistics made no "

@@ -67,28 +67,19 @@ def shards(spec):
             for p in (sorted(glob.glob(s)) if any(c in s for c in "*?[") else [s])]
 
 
-def normalisation(spec):
-    """The per-channel mean and std dltrain normalises a dataset with: those
-    of the dataset itself (the test set's own, not the training set's), pooled
-    over its shards from each shard's /images attributes as io/dataset.c
-    pools them."""
-    stats = []
-    for p in shards(spec):
-        with h5py.File(p, "r") as f:
-            img = f["images"]
-            stats.append((img.shape[0], np.asarray(img.attrs["mean"], dtype=np.float64),
-                          np.asarray(img.attrs["std"], dtype=np.float64)))
-    n = float(sum(k for k, _, _ in stats))
-    mean = sum(k / n * m for k, m, _ in stats)
-    var = sum(k / n * (s * s + (m - mean) * (m - mean)) for k, m, s in stats)
-    return mean, np.sqrt(var)
+def normalisation(ckpt):
+    """The per-channel mean and std dltrain normalises inputs with (the
+    training data's, pooled over its shards), as the checkpoint stores them."""
+    with h5py.File(ckpt, "r") as f:
+        return np.asarray(f["train/input_mean"]), np.asarray(f["train/input_std"])
 
 
-def evaluate(model, spec, label_smoothing=0.0, batch=1000):
+def evaluate(model, ckpt, spec, label_smoothing=0.0, batch=1000):
     """The test loss and accuracy dltrain reports for model on the dataset
-    spec: inputs (x - mean[c]) / std[c] computed in float64 and rounded to
-    float32, model in eval mode, mean softmax cross-entropy, top-1 accuracy."""
-    mean, std = normalisation(spec)
+    spec: inputs (x - mean[c]) / std[c] with ckpt's statistics, computed in
+    float64 and rounded to float32, model in eval mode, mean softmax
+    cross-entropy, top-1 accuracy."""
+    mean, std = normalisation(ckpt)
     model.eval()
     loss, correct, n = 0.0, 0, 0
     with torch.no_grad():
@@ -118,5 +109,5 @@ if __name__ == "__main__":
     step = load_checkpoint(ckpt, model)
     print("loaded %s: step %d" % (ckpt, step))
     if test:
-        loss, acc = evaluate(model, test)
+        loss, acc = evaluate(model, ckpt, test)
         print("%s: test_accuracy %.6f, test_loss %.6f" % (test, acc, loss))
