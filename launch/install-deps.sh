@@ -15,9 +15,11 @@ packages=(
     dataset-fashion-mnist              # the built-in default data
 )
 
-# The test suite also compares against PyTorch (Debian's CPU build).
+# The test suite also compares against PyTorch (Debian's CPU build) and
+# submits jobs to a one-node Slurm cluster that it starts (as root).
 if [ "${1:-}" = "--tests" ]; then
     packages+=(python3-torch python3-numpy python3-h5py)
+    packages+=(slurm-wlm munge)
 fi
 
 missing=()

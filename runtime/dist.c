@@ -1,6 +1,8 @@
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 /* Process setup; see dist.h. */
 #include <cblas.h>
 #include <mpi.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,8 +81,16 @@ int dl_dist_init(dl_dist_t *d, int *argc, char ***argv, dl_err_t *err)
 void dl_dist_set_threads(dl_dist_t *d, int threads)
 {
     if (threads <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cores > 0 ? (int)(cores / (d->local_size > 0 ? d->local_size : 1)) : 1;
+        /* The cores this process may run on: mpirun's binding (to a core,
+         * a socket) and Slurm's cpuset narrow them, and on a shared node
+         * the whole machine's count would oversubscribe. A set shared by
+         * several local ranks is divided among them; a rank bound to fewer
+         * cores than there are local ranks has them to itself. */
+        cpu_set_t set;
+        long cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
+                                                                 : sysconf(_SC_NPROCESSORS_ONLN);
+        int local = d->local_size > 0 ? d->local_size : 1;
+        threads = cores >= local ? (int)(cores / local) : (int)cores;
         if (threads < 1)
             threads = 1;
     }

@@ -8,4 +8,9 @@ launch/install-deps.sh --tests
 cmake -S . -B build -DDLTRAIN_WERROR=ON
 cmake --build build -j"$(nproc)"
 cd build
+# As root, with the packages just installed, the Slurm tests must run: a
+# Slurm that does not start is a failure here, not a skip.
+if [ "$(id -u)" -eq 0 ]; then
+    export DLTRAIN_REQUIRE_SLURM=1
+fi
 ctest --output-on-failure "$@"
