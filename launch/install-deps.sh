@@ -15,10 +15,12 @@ packages=(
     dataset-fashion-mnist              # the built-in default data
 )
 
-# The test suite also compares against PyTorch (Debian's CPU build) and
-# submits jobs to a one-node Slurm cluster that it starts (as root).
+# The test suite also compares against PyTorch (Debian's CPU build), plots
+# the scaling report with gnuplot (gnuplot-nox: 4 packages, against about 40
+# for python3-matplotlib), and submits jobs to a one-node Slurm cluster that
+# it starts (as root).
 if [ "${1:-}" = "--tests" ]; then
-    packages+=(python3-torch python3-numpy python3-h5py)
+    packages+=(python3-torch python3-numpy python3-h5py gnuplot-nox)
     packages+=(slurm-wlm munge)
 fi
 

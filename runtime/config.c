@@ -57,7 +57,8 @@ static const key_def_t keys[] = {
     {"train", "seed", K_INT, C(seed), "1", 0, BIG, NULL,
      "seed of initialisation and shuffling; same seed, same run"},
     {"train", "threads", K_INT, C(threads), "0", 0, 1024, NULL,
-     "BLAS threads per rank (0 = the node's cores divided among its ranks)"},
+     "BLAS threads per rank (0 = the cores this rank may run on, divided among the node's ranks "
+     "that share them)"},
     {"train", "run_dir", K_STRING, C(run_dir), "runs/default", 0, 0, NULL,
      "directory for metrics.csv, summary.json and params.bin"},
     {"train", "log_every", K_INT, C(log_every), "50", 1, BIG, NULL,

@@ -55,9 +55,10 @@ int dl_metrics_open(dl_metrics_t *m, const char *run_dir, int bar, dl_err_t *err
     int rc = dl_mkdirs(run_dir, err);
     if (rc)
         return rc;
-    m->csv =
-        open_csv(run_dir, "metrics.csv",
-                 "step,epoch,loss,train_accuracy,lr,samples_per_s,elapsed_s,data_wait_ms", err);
+    m->csv = open_csv(run_dir, "metrics.csv",
+                      "step,epoch,loss,train_accuracy,lr,samples_per_s,elapsed_s,data_wait_ms,"
+                      "allreduce_ms,compute_ms",
+                      err);
     if (!m->csv)
         return err->code;
     m->eval_csv = open_csv(run_dir, "eval.csv", "step,epoch,test_loss,test_accuracy", err);
@@ -79,8 +80,9 @@ static void format_duration(double s, char *out, size_t size)
 
 void dl_metrics_step(dl_metrics_t *m, const dl_step_stats_t *s)
 {
-    fprintf(m->csv, "%lld,%.4f,%.6f,%.6f,%.6g,%.1f,%.3f,%.3f\n", (long long)s->step, s->epoch,
-            s->loss, s->accuracy, s->lr, s->samples_per_s, s->elapsed_s, s->data_wait_ms);
+    fprintf(m->csv, "%lld,%.4f,%.6f,%.6f,%.6g,%.1f,%.3f,%.3f,%.3f,%.3f\n", (long long)s->step,
+            s->epoch, s->loss, s->accuracy, s->lr, s->samples_per_s, s->elapsed_s, s->data_wait_ms,
+            s->allreduce_ms, s->compute_ms);
     fflush(m->csv);
     char eta[32];
     format_duration(s->eta_s, eta, sizeof eta);

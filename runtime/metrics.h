@@ -21,6 +21,8 @@ typedef struct dl_step_stats {
     int64_t epochs_total;
     double loss, accuracy, lr, samples_per_s, elapsed_s, eta_s;
     double data_wait_ms; /* mean wait for the next batch per step and rank */
+    double allreduce_ms; /* mean time in the gradient all-reduce per step and rank */
+    double compute_ms;   /* the rest of the mean step time, per step and rank */
 } dl_step_stats_t;
 
 /* Create run_dir (and parents) and open its CSV files for writing. bar: 1 to

@@ -64,6 +64,13 @@ static int agree(dl_comm_t *c, int rc, dl_err_t *err)
 
 /* ---- the trainer ------------------------------------------------------- */
 
+/* Where the time of this run's steps went, summed over the logged intervals
+ * (each averaged over ranks): wall time, waiting for data, in the gradient
+ * all-reduce; compute is the rest. */
+typedef struct step_split {
+    double steps, step_s, data_wait_s, allreduce_s;
+} step_split_t;
+
 typedef struct trainer {
     const dl_config_t *cfg;
     const char *job_text; /* the job file's text, saved in checkpoints */
@@ -80,6 +87,8 @@ typedef struct trainer {
     int64_t *idx;
     float *dlogits, *aug_scratch, *pad_value;
     double data_wait_s;  /* waited for batches since the last log */
+    double allreduce_s;  /* in the gradient all-reduce since the last log */
+    step_split_t split;  /* this run's logged steps, for summary.json */
     float *state_backup; /* the model's state before the step (restored if the step is bad) */
     int state_shared;    /* every rank holds the same state (--evaluate): no averaging */
     int64_t bad_run;     /* consecutive steps skipped for a non-finite loss or gradient */
@@ -695,8 +704,11 @@ static int train_step(trainer_t *t, int64_t step, double *step_acc, dl_err_t *er
     rc = dl_model_backward(m, t->dlogits, b, err);
     if (!rc)
         dl_fault_nan(t->rank, step, m->grads, m->n_params);
-    if (!rc)
+    if (!rc) {
+        double t0 = now_s();
         rc = dl_comm_allreduce_sum_f32(t->comm, m->grads, m->n_params, err);
+        t->allreduce_s += now_s() - t0;
+    }
     return rc;
 }
 
@@ -776,6 +788,19 @@ static int check_ranks_identical(trainer_t *t, run_result_t *r, dl_err_t *err)
     return 0;
 }
 
+/* The last keys of summary.json: milliseconds per step over this run's
+ * steps, averaged over ranks (compute: forward, backward, optimiser and the
+ * rest of the step). */
+static void write_split(FILE *f, const step_split_t *s)
+{
+    double k = s->steps > 0 ? 1e3 / s->steps : 0.0;
+    fprintf(f,
+            "  \"step_ms\": %.4f,\n  \"compute_ms\": %.4f,\n  \"allreduce_ms\": %.4f,\n"
+            "  \"data_wait_ms\": %.4f\n}\n",
+            k * s->step_s, k * (s->step_s - s->allreduce_s - s->data_wait_s), k * s->allreduce_s,
+            k * s->data_wait_s);
+}
+
 static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
 {
     const dl_config_t *cfg = t->cfg;
@@ -805,7 +830,7 @@ static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
             "  \"data_order\": \"%s\",\n"
             "  \"data_position\": {\"epoch\": %lld, \"offset\": %lld, \"seed\": %llu},\n"
             "  \"data_memory_mib\": %.2f,\n  \"peak_rss_mib\": %.1f,\n"
-            "  \"dltrain_version\": \"%s\"\n}\n",
+            "  \"dltrain_version\": \"%s\",\n",
             r->test_acc, r->test_loss, r->train_loss, (long long)p->total_steps,
             (double)p->total_steps / (double)p->steps_per_epoch, p->world, (long long)p->batch,
             (long long)p->global_batch, r->wall_s, r->train_s,
@@ -814,11 +839,28 @@ static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
             (unsigned long long)dl_config_digest(cfg), dl_order_name(p->order.order),
             (long long)pos.epoch, (long long)pos.offset, (unsigned long long)pos.seed,
             (double)p->data_bytes / 1048576.0, (double)r->peak_rss_kib / 1024.0, DLTRAIN_VERSION);
+    write_split(f, &t->split);
     fclose(f);
     snprintf(path, sizeof path, "%s/summary.json", cfg->run_dir);
     rc = dl_write_file_atomic(path, json, len, err);
     free(json);
     return rc;
+}
+
+/* One logged interval of `steps` steps: sums[0..2] are the data wait,
+ * all-reduce and wall seconds summed over ranks. Adds it to the run's split
+ * and returns the interval's seconds per step, averaged over ranks. */
+static step_split_t split_add(step_split_t *run, const double *sums, int world, double steps)
+{
+    step_split_t per = {.steps = 1,
+                        .data_wait_s = sums[0] / world / steps,
+                        .allreduce_s = sums[1] / world / steps,
+                        .step_s = sums[2] / world / steps};
+    run->steps += steps;
+    run->data_wait_s += sums[0] / world;
+    run->allreduce_s += sums[1] / world;
+    run->step_s += sums[2] / world;
+    return per;
 }
 
 /* Reduce the loss and accuracy since the last log over all ranks; rank 0
@@ -827,10 +869,11 @@ static int log_step(trainer_t *t, int64_t done, double *acc, double lr, double t
                     double *t_last, double *loss_out, dl_err_t *err)
 {
     double steps_since = acc[2] > 0 ? acc[2] : 1; /* the steps taken, not those skipped */
-    double sums[3] = {acc[0], acc[1], t->data_wait_s};
-    int rc = dl_comm_allreduce_sum_f64(t->comm, sums, 3, err);
+    double sums[5] = {acc[0], acc[1], t->data_wait_s, t->allreduce_s, now_s() - *t_last};
+    int rc = dl_comm_allreduce_sum_f64(t->comm, sums, 5, err);
     if (rc)
         return rc;
+    step_split_t per = split_add(&t->split, sums + 2, t->world, steps_since);
     acc[0] = sums[0];
     acc[1] = sums[1];
     double samples = steps_since * (double)t->plan.global_batch;
@@ -849,13 +892,15 @@ static int log_step(trainer_t *t, int64_t done, double *acc, double lr, double t
             .samples_per_s = samples / (now - *t_last),
             .elapsed_s = now - t_start,
             .eta_s = (now - t_start) / (double)done * (double)(t->plan.total_steps - done),
-            .data_wait_ms = 1e3 * sums[2] / t->world / steps_since,
+            .data_wait_ms = 1e3 * per.data_wait_s,
+            .allreduce_ms = 1e3 * per.allreduce_s,
+            .compute_ms = 1e3 * (per.step_s - per.data_wait_s - per.allreduce_s),
         };
         dl_metrics_step(&t->metrics, &s);
     }
     *t_last = now;
     acc[0] = acc[1] = acc[2] = 0.0;
-    t->data_wait_s = 0.0;
+    t->data_wait_s = t->allreduce_s = 0.0;
     return 0;
 }
 
