@@ -550,6 +550,25 @@ static int load_checkpoint(trainer_t *t, const char *path, dl_err_t *err)
     return 0;
 }
 
+/* Rank 0 looks for the newest checkpoint that verifies in the checkpoint
+ * directory (saying which it skips and why); every rank learns whether
+ * there is one (*found), and rank 0 its path. Collective. */
+static int find_newest(trainer_t *t, char *path, size_t size, int *found, dl_err_t *err)
+{
+    int64_t f = 0;
+    int rc = 0;
+    if (t->rank == 0) {
+        int k = dl_ckpt_find(t->ckpt_dir, path, size, stderr, err);
+        rc = k < 0 ? k : 0;
+        f = k > 0;
+    }
+    rc = agree(t->comm, rc, err);
+    if (!rc)
+        rc = dl_comm_broadcast(t->comm, &f, sizeof f, 0, err);
+    *found = f > 0;
+    return rc;
+}
+
 /* [checkpoint] resume: auto (the newest checkpoint that verifies, if any),
  * never, or a path. Rank 0 looks; every rank loads. */
 static int resume(trainer_t *t, dl_err_t *err)
@@ -558,21 +577,11 @@ static int resume(trainer_t *t, dl_err_t *err)
     if (strcmp(how, "never") == 0)
         return 0;
     char path[DL_PATH_MAX + 64] = "";
-    int64_t found = 0;
-    int rc = 0;
-    if (t->rank == 0) {
-        if (strcmp(how, "auto") != 0) {
-            snprintf(path, sizeof path, "%s", how);
-            found = 1;
-        } else {
-            int f = dl_ckpt_find(t->ckpt_dir, path, sizeof path, stderr, err);
-            rc = f < 0 ? f : 0;
-            found = f > 0;
-        }
-    }
-    rc = agree(t->comm, rc, err);
-    if (!rc)
-        rc = dl_comm_broadcast(t->comm, &found, sizeof found, 0, err);
+    int found = 1, rc = 0;
+    if (strcmp(how, "auto") != 0)
+        snprintf(path, sizeof path, "%s", how);
+    else
+        rc = find_newest(t, path, sizeof path, &found, err);
     if (rc || !found)
         return rc;
     rc = load_checkpoint(t, path, err);
@@ -982,15 +991,9 @@ static int roll_back(trainer_t *t, int64_t step, dl_err_t *err)
     watch_checkpoint(t, "the roll-back", step + 1);
     rc = agree(t->comm, rc, err);
     char path[DL_PATH_MAX + 64] = "";
-    int64_t found = 0;
-    if (!rc && t->rank == 0) {
-        int f = dl_ckpt_find(t->ckpt_dir, path, sizeof path, stderr, err);
-        rc = f < 0 ? f : 0;
-        found = f > 0;
-    }
-    rc = agree(t->comm, rc, err);
+    int found = 0;
     if (!rc)
-        rc = dl_comm_broadcast(t->comm, &found, sizeof found, 0, err);
+        rc = find_newest(t, path, sizeof path, &found, err);
     if (!rc && !found)
         rc = DL_ERR(err, DL_EINPUT,
                     "the run must roll back after %lld non-finite steps, but no checkpoint in %s "
@@ -1361,18 +1364,11 @@ static dl_config_t *eval_config(const dl_config_t *cfg, int world, dl_err_t *err
  * newest in the checkpoint directory that verifies (as resume = auto). */
 static int find_for_eval(trainer_t *t, const char *given, eval_run_t *e, dl_err_t *err)
 {
-    int64_t found = 1;
-    int rc = 0;
+    int found = 1, rc = 0;
     if (given)
         snprintf(e->path, sizeof e->path, "%s", given);
-    else if (t->rank == 0) {
-        int f = dl_ckpt_find(t->ckpt_dir, e->path, sizeof e->path, stderr, err);
-        rc = f < 0 ? f : 0;
-        found = f > 0;
-    }
-    rc = agree(t->comm, rc, err);
-    if (!rc)
-        rc = dl_comm_broadcast(t->comm, &found, sizeof found, 0, err);
+    else
+        rc = find_newest(t, e->path, sizeof e->path, &found, err);
     if (!rc && !found)
         rc = DL_ERR(err, DL_EINPUT,
                     "no checkpoint to evaluate: none that verifies in %s (the job's checkpoint "
