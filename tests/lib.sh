@@ -26,6 +26,20 @@ json_field() {
     sed -n "s/^ *\"$2\": *\"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1"
 }
 
+# children PID: the processes whose parent is PID (from /proc, no ps needed).
+children() {
+    awk -v p="$1" '$4 == p { print $1 }' /proc/[0-9]*/stat 2>/dev/null
+}
+
+# wait_rows FILE N: until FILE has N lines (at most 60 s).
+wait_rows() {
+    i=0
+    while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt "$2" ] && [ $i -lt 1200 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+}
+
 finish() {
     if [ "$failures" -ne 0 ]; then
         echo "$failures check(s) failed" >&2

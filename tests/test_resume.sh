@@ -20,11 +20,7 @@ ls a/checkpoints/ckpt-0000000300.h5 a/checkpoints/ckpt-0000000900.h5 >/dev/null 
 # 1. Stop with SIGUSR1 once a few rows of metrics are out (mpirun forwards it).
 $MPIRUN 2 "$DLTRAIN" "$JOB" $common train.run_dir=b >b1.log 2>&1 &
 pid=$!
-i=0
-while [ "$(cat b/metrics.csv 2>/dev/null | wc -l)" -lt 4 ] && [ $i -lt 600 ]; do
-    sleep 0.1
-    i=$((i + 1))
-done
+wait_rows b/metrics.csv 4
 kill -USR1 $pid
 wait $pid
 expect_status 75 $? "run stopped by SIGUSR1"

@@ -52,11 +52,7 @@ expect_status 0 $? "uninterrupted run"
 # it): early, as mpirun may forward it late on a busy machine.
 $MPIRUN 2 "$DLTRAIN" $job $DATA checkpoint.every_steps=1200 train.run_dir=b >b1.log 2>&1 &
 pid=$!
-i=0
-while [ "$(cat b/metrics.csv 2>/dev/null | wc -l)" -lt 2 ] && [ $i -lt 600 ]; do
-    sleep 0.05
-    i=$((i + 1))
-done
+wait_rows b/metrics.csv 2
 kill -USR1 $pid
 wait $pid
 expect_status 75 $? "run stopped by SIGUSR1"

@@ -16,20 +16,6 @@ checkpoint.every_steps=100"
 export DLTRAIN_RUN_DELAY=1
 run="$DLTRAIN_RUN -np 2 --mpirun-args --oversubscribe --dltrain $DLTRAIN"
 
-# children PID: the processes whose parent is PID (from /proc, no ps needed).
-children() {
-    awk -v p="$1" '$4 == p { print $1 }' /proc/[0-9]*/stat 2>/dev/null
-}
-
-# wait_rows FILE N: until FILE has N lines (at most 60 s).
-wait_rows() {
-    i=0
-    while [ "$(cat "$1" 2>/dev/null | wc -l)" -lt "$2" ] && [ $i -lt 600 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-}
-
 $MPIRUN 2 "$DLTRAIN" "$JOB" $common train.run_dir=a >a.log 2>&1
 expect_status 0 $? "uninterrupted run"
 want=$(json_field a/summary.json params_digest)

@@ -16,13 +16,9 @@ train.timeout=$timeout"
 stop_rank() {
     $MPIRUN 3 "$DLTRAIN" "$JOB" $common train.run_dir="$2" >"$2.log" 2>&1 &
     mpirun_pid=$!
-    i=0
-    while [ "$(cat "$2/metrics.csv" 2>/dev/null | wc -l)" -lt 3 ] && [ $i -lt 600 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
+    wait_rows "$2/metrics.csv" 3
     victim=""
-    for p in $(pgrep -P $mpirun_pid); do
+    for p in $(children $mpirun_pid); do
         r=$(tr '\0' '\n' <"/proc/$p/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
         [ "$r" = "$1" ] && victim=$p
     done
