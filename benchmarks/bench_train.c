@@ -6,10 +6,13 @@
  * benchmark: it prints figures and never fails on time.
  *
  *   bench_train --model mlp|cnn|cnn2bn [--batch 128] [--threads 1] [--steps N]
- *               [--reps 7] [--json]
+ *               [--reps 7] [--json] [--layers]
  *
  * cnn is the preset cnn2; --json prints one JSON line instead of the text
- * (benchmarks/compare_torch.sh reads it). */
+ * (benchmarks/compare_torch.sh reads it). --layers adds where the time goes:
+ * each layer's forward and backward, timed one layer at a time over the
+ * same number of steps (the loss and the update are left out); a max pool
+ * that its convolution applies (l->fuse_pool) counts in the convolution. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,21 +68,77 @@ static int preset_index(const char *name)
     return -1;
 }
 
+/* Per-layer forward and backward times in ms per step over `steps` steps,
+ * each layer's pass run and timed on its own (as dl_model_forward and
+ * dl_model_backward run them; shortcuts are not in the presets timed here). */
+static void layer_times(dl_model_t *m, const float *x, const float *dout, int batch, int steps)
+{
+    int nl = m->n_layers;
+    double *tf = calloc((size_t)nl, sizeof *tf), *tb = calloc((size_t)nl, sizeof *tb);
+    if (!tf || !tb) {
+        free(tf);
+        free(tb);
+        return;
+    }
+    m->acts[0] = (float *)x;
+    m->dacts[nl] = (float *)dout;
+    for (int s = 0; s < steps; s++) {
+        m->ctx.step++;
+        for (int i = 0; i < nl; i++) {
+            dl_layer_t *l = &m->layers[i];
+            int next = l->fuse_pool ? i + 2 : i + 1;
+            double t0 = bench_now_s();
+            l->ops->forward(l, m->acts[i], m->acts[next], batch);
+            tf[i] += bench_now_s() - t0;
+            i = next - 1;
+        }
+        for (int i = nl - 1; i >= 0; i--) {
+            dl_layer_t *l = &m->layers[i];
+            if (i > 0 && m->layers[i - 1].fuse_pool)
+                continue;
+            int next = l->fuse_pool ? i + 2 : i + 1;
+            double t0 = bench_now_s();
+            l->ops->backward(l, m->acts[i], m->acts[next], m->dacts[next],
+                             i > 0 ? m->dacts[i] : NULL, batch);
+            tb[i] += bench_now_s() - t0;
+        }
+    }
+    m->dacts[nl] = NULL;
+    double total = 0.0;
+    for (int i = 0; i < nl; i++)
+        total += tf[i] + tb[i];
+    printf("| layer | output | forward ms | backward ms | share |\n|---|---|---|---|---|\n");
+    for (int i = 0; i < nl; i++) {
+        const dl_layer_t *l = &m->layers[i];
+        printf("| %d %s%s | %dx%dx%d | %.3f | %.3f | %.1f%% |\n", i + 1, l->ops->name,
+               i > 0 && m->layers[i - 1].fuse_pool ? " (in the conv before)" : "", l->out.c,
+               l->out.h, l->out.w, 1e3 * tf[i] / steps, 1e3 * tb[i] / steps,
+               100.0 * (tf[i] + tb[i]) / total);
+    }
+    printf("| all layers | | | %.3f | |\n", 1e3 * total / steps);
+    free(tf);
+    free(tb);
+}
+
 static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_train --model mlp|cnn|cnn2bn [--batch N] [--threads N] "
-            "[--steps N] [--reps 1..%d] [--json]\n",
+            "[--steps N] [--reps 1..%d] [--json] [--layers]\n",
             MAX_REPS);
 }
 
 int main(int argc, char **argv)
 {
     const char *model = NULL;
-    int batch = 128, threads = 1, steps = 0, reps = 7, json = 0;
+    int batch = 128, threads = 1, steps = 0, reps = 7, json = 0, layers = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             json = 1;
+            continue;
+        }
+        if (!strcmp(argv[i], "--layers")) {
+            layers = 1;
             continue;
         }
         if (i + 1 >= argc) {
@@ -205,6 +264,8 @@ int main(int argc, char **argv)
                "it\n",
                threads, peak, model, 100.0 * gflops / peak);
     }
+    if (layers)
+        layer_times(&m, x, dl, batch, steps * reps);
     free(x);
     free(dl);
     free(y);

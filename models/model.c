@@ -153,6 +153,27 @@ static void assign_views(dl_model_t *m)
     }
 }
 
+/* Let each convolution apply the max pool that follows it where it can
+ * (dl_conv_pool_fusable), unless a shortcut also reads the convolution's
+ * own output, which then is never stored. */
+static void fuse_layers(dl_model_t *m)
+{
+    for (int i = 0; i + 1 < m->n_layers; i++) {
+        dl_layer_t *l = &m->layers[i];
+        int read_elsewhere = 0;
+        for (int j = i + 2; j < m->n_layers; j++)
+            if (m->layers[j].spec.type == DL_LAYER_SHORTCUT && m->layers[j].src == i)
+                read_elsewhere = 1;
+        l->fuse_pool = !read_elsewhere && dl_conv_pool_fusable(l, &m->layers[i + 1]);
+    }
+}
+
+/* Whether acts[i] and dacts[i] exist: not between a convolution and the pool it applies. */
+static int stores_output(const dl_model_t *m, int i)
+{
+    return i == 0 || !m->layers[i - 1].fuse_pool;
+}
+
 static int alloc_buffers(dl_model_t *m, dl_err_t *err)
 {
     int64_t widest = m->in_size;
@@ -174,6 +195,8 @@ static int alloc_buffers(dl_model_t *m, dl_err_t *err)
     if (!m->dacts[0])
         return DL_ENOMEM;
     for (int i = 1; i <= m->n_layers; i++) {
+        if (!stores_output(m, i))
+            continue;
         size_t len = nb * (size_t)m->layers[i - 1].out_size;
         m->acts[i] = dl_calloc(len, sizeof(float), err);
         /* dacts[n_layers] is the caller's gradient of the output */
@@ -183,6 +206,8 @@ static int alloc_buffers(dl_model_t *m, dl_err_t *err)
     }
     for (int i = 0; i < m->n_layers; i++) {
         dl_layer_t *l = &m->layers[i];
+        if (!stores_output(m, i)) /* a pool applied by its convolution needs no scratch */
+            continue;
         int rc = l->ops->alloc ? l->ops->alloc(l, m->max_batch, err) : 0;
         if (rc)
             return rc;
@@ -192,6 +217,12 @@ static int alloc_buffers(dl_model_t *m, dl_err_t *err)
 
 int dl_model_build(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, dl_shape_t in,
                    int max_batch, dl_err_t *err)
+{
+    return dl_model_build_flags(m, specs, n_specs, in, max_batch, 0, err);
+}
+
+int dl_model_build_flags(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, dl_shape_t in,
+                         int max_batch, int flags, dl_err_t *err)
 {
     memset(m, 0, sizeof *m);
     if (n_specs < 1)
@@ -209,6 +240,8 @@ int dl_model_build(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, dl_
     }
     expand_specs(specs, n_specs, m->layers, m->section_layer);
     int rc = set_shapes(m, err);
+    if (!rc && !(flags & DL_MODEL_NO_FUSION))
+        fuse_layers(m);
     if (!rc)
         rc = alloc_buffers(m, err);
     if (rc) {
@@ -236,11 +269,14 @@ const float *dl_model_forward(dl_model_t *m, const float *x, int n, dl_err_t *er
         dl_layer_t *l = &m->layers[i];
         if (l->spec.type == DL_LAYER_SHORTCUT)
             l->aux_x = m->acts[l->src + 1];
-        int rc = l->ops->forward(l, m->acts[i], m->acts[i + 1], n);
+        /* A convolution that applies the next layer's pool writes that layer's output. */
+        int next = l->fuse_pool ? i + 2 : i + 1;
+        int rc = l->ops->forward(l, m->acts[i], m->acts[next], n);
         if (rc) {
             DL_ERR(err, rc, "forward pass of layer %d (%s) failed", i + 1, l->ops->name);
             return NULL;
         }
+        i = next - 1;
     }
     return m->acts[m->n_layers];
 }
@@ -266,10 +302,13 @@ int dl_model_backward(dl_model_t *m, const float *dout, int n, dl_err_t *err)
 {
     m->dacts[m->n_layers] = (float *)dout; /* read only */
     for (int i = m->n_layers - 1; i >= 0; i--) {
+        if (!stores_output(m, i)) /* a pool its convolution applies: done there */
+            continue;
         dl_layer_t *l = &m->layers[i];
         /* The first layer's input gradient is rarely wanted: skip it then. */
         float *dx = i > 0 || m->input_grad ? m->dacts[i] : NULL;
-        int rc = l->ops->backward(l, m->acts[i], m->acts[i + 1], m->dacts[i + 1], dx, n);
+        int next = l->fuse_pool ? i + 2 : i + 1;
+        int rc = l->ops->backward(l, m->acts[i], m->acts[next], m->dacts[next], dx, n);
         if (rc)
             return DL_ERR(err, rc, "backward pass of layer %d (%s) failed", i + 1, l->ops->name);
         if (i > 0)

@@ -117,6 +117,9 @@ struct dl_layer {
     float *aux_dx;      /* shortcut: gradient with respect to aux_x, written by backward
                            and added by the model to the source output's gradient */
     int src;            /* shortcut: index of the layer whose output is added */
+    int fuse_pool;      /* conv: also applies the next layer, a 2x2 stride-2 max pool, while
+                           each block of output is in cache; the model then passes this
+                           layer the pool's output and its gradient (dl_conv_pool_fusable) */
     const dl_model_ctx_t *ctx; /* the model's context */
 };
 
@@ -146,6 +149,25 @@ typedef struct dl_model {
  * max_batch. Rejects bad specs (DL_EINPUT naming the job-file line). */
 int dl_model_build(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, dl_shape_t in,
                    int max_batch, dl_err_t *err);
+/* dl_model_build with flags: DL_MODEL_NO_FUSION keeps every layer's pass
+ * separate (tests compare the fused passes against it). */
+#define DL_MODEL_NO_FUSION 1
+int dl_model_build_flags(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, dl_shape_t in,
+                         int max_batch, int flags, dl_err_t *err);
+/* Whether conv layer c can apply the max pool p that follows it itself
+ * (l->fuse_pool): p is 2x2 with stride 2 and no padding, and c is not a 1x1
+ * convolution that reads its input in place. Both after setup. Defined in conv.c. */
+int dl_conv_pool_fusable(const dl_layer_t *c, const dl_layer_t *p);
+/* A 2x2 stride-2 max pool of one h x w plane x (pitch w) into y ((h/2) x
+ * (w/2)), with each maximum's window position (0 top left, 1 top right,
+ * 2 bottom left, 3 bottom right; the first maximum in that order, a NaN
+ * wins as in torch) in arg; and its adjoint, dx (h x w, every element
+ * written) = dy at each window's maximum and 0 elsewhere. scratch:
+ * DL_MAXPOOL2X2_SCRATCH(h, w) floats. Defined in pool.c. */
+#define DL_MAXPOOL2X2_SCRATCH(h, w) ((size_t)2 * (size_t)((h) / 2) * (size_t)(w))
+void dl_maxpool2x2_plane(const float *x, int h, int w, float *y, uint8_t *arg, float *scratch);
+void dl_maxpool2x2_scatter(const float *dy, const uint8_t *arg, int h, int w, float *dx,
+                           float *scratch);
 /* Initialise parameters and state from a seeded generator (same seed, same values). */
 void dl_model_init_params(dl_model_t *m, uint64_t seed);
 /* Forward n samples x (n x in_size) in the mode of m->ctx; returns the

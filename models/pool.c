@@ -148,6 +148,83 @@ static void maxpool_2x2(const float *restrict xc, int w, int ho, int wo, float *
         }
 }
 
+/* The loops below use float selections only (beats(e, m) as "m is not
+ * NaN and not e <= m"; window positions as floats): GCC 12 vectorises them
+ * so, and not with int conditions mixed in. They run in two passes, so that
+ * the long one is a single loop over the whole plane rather than short
+ * rows (7 or 14 outputs in cnn2, mostly scalar remainder).
+ *
+ * Forward: first the vertical pairs, top and bottom of each column (the top
+ * wins ties), into v and vi (positions 0 or 2); then the horizontal pairs of
+ * those, the left winner against the right one (1 or 3), which wins when it
+ * beats the left or equals it (or both are NaN) with a lower position: in
+ * all, the first maximum in scan order, as one scan over the window gives. */
+void dl_maxpool2x2_plane(const float *restrict x, int h, int w, float *restrict y,
+                         uint8_t *restrict arg, float *restrict scratch)
+{
+    int ho = h / 2, wo = w / 2;
+    float *restrict v = scratch, *restrict vi = scratch + (int64_t)ho * w;
+    for (int oh = 0; oh < ho; oh++) {
+        const float *restrict r0 = x + (int64_t)2 * oh * w, *restrict r1 = r0 + w;
+        float *restrict vo = v + (int64_t)oh * w, *restrict io = vi + (int64_t)oh * w;
+        for (int j = 0; j < w; j++) {
+            float a = r0[j], c = r1[j];
+            float t = a != a ? 0.0f : (c <= a ? 0.0f : 2.0f); /* the winner's position */
+            vo[j] = t != 0.0f ? c : a;
+            io[j] = t;
+        }
+    }
+    for (int oh = 0; oh < ho; oh++) {
+        /* With w even, row oh's pairs continue the previous row's: one loop. */
+        int n = w % 2 ? wo : ho * wo;
+        const float *restrict vo = v + (int64_t)oh * w, *restrict io = vi + (int64_t)oh * w;
+        float *restrict yo = y + (int64_t)oh * wo;
+        uint8_t *restrict ao = arg + (int64_t)oh * wo;
+        for (int q = 0; q < n; q++) {
+            float l = vo[2 * q], r = vo[2 * q + 1], il = io[2 * q], ir = io[2 * q + 1] + 1.0f;
+            float beat = l != l ? 0.0f : (r <= l ? 0.0f : 1.0f);
+            float lower = ir < il ? 1.0f : 0.0f;
+            float tie = r == l ? lower : ((l != l) & (r != r) ? lower : 0.0f);
+            float t = beat + tie;
+            yo[q] = t != 0.0f ? r : l;
+            ao[q] = (uint8_t)(t != 0.0f ? ir : il);
+        }
+        if (n > wo)
+            break;
+    }
+}
+
+/* Backward, the other way round: each pooled gradient goes to its
+ * window's position in two rows, top and bottom, laid out one after the
+ * other in scratch (one loop over the plane), which are then copied to
+ * their rows of dx. */
+void dl_maxpool2x2_scatter(const float *restrict dy, const uint8_t *restrict arg, int h, int w,
+                           float *restrict dx, float *restrict scratch)
+{
+    int ho = h / 2, wo = w / 2;
+    int64_t pw = 2 * (int64_t)wo; /* the scratch rows' pitch */
+    float *restrict top = scratch, *restrict bot = scratch + ho * pw;
+    int64_t n = (int64_t)ho * wo;
+    for (int64_t q = 0; q < n; q++) {
+        float g = dy[q], k = arg[q];
+        top[2 * q] = k == 0.0f ? g : 0.0f;
+        top[2 * q + 1] = k == 1.0f ? g : 0.0f;
+        bot[2 * q] = k == 2.0f ? g : 0.0f;
+        bot[2 * q + 1] = k == 3.0f ? g : 0.0f;
+    }
+    for (int oh = 0; oh < ho; oh++) {
+        float *restrict r0 = dx + (int64_t)2 * oh * w, *restrict r1 = r0 + w;
+        memcpy(r0, top + oh * pw, (size_t)pw * sizeof(float));
+        memcpy(r1, bot + oh * pw, (size_t)pw * sizeof(float));
+        if (w % 2) { /* the odd last column belongs to no window */
+            r0[w - 1] = 0.0f;
+            r1[w - 1] = 0.0f;
+        }
+    }
+    if (h % 2) /* nor does the odd last row */
+        memset(dx + (int64_t)(h - 1) * w, 0, (size_t)w * sizeof(float));
+}
+
 static int maxpool_forward(dl_layer_t *l, const float *x, float *y, int n)
 {
     maxpool_work_t *wk = l->work;

@@ -226,6 +226,14 @@ static void print_layer_table(const dl_model_t *m, FILE *f)
     fprintf(f, ";     total                              %11lld  %12.3f forward, %.3f training\n",
             (long long)m->n_params, (double)dl_model_forward_flops(m) * 1e-6,
             (double)dl_model_train_flops(m) * 1e-6);
+    char fused[256] = "";
+    size_t len = 0;
+    for (int i = 0; i + 1 < m->n_layers && len < sizeof fused - 16; i++)
+        if (m->layers[i].fuse_pool)
+            len +=
+                (size_t)snprintf(fused + len, sizeof fused - len, "%s%d", len ? ", " : "", i + 1);
+    if (len)
+        fprintf(f, "; conv layer(s) %s apply the max pool after them in the same pass\n", fused);
 }
 
 int dl_plan_print(const dl_config_t *cfg, const dl_plan_t *p, FILE *f, dl_err_t *err)

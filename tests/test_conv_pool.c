@@ -2,7 +2,9 @@
  * differences of f = sum(y * r) for a fixed random r (backward run with
  * dy = r, sums in double), convolution forward against a direct loop, the
  * Winograd path (forced with dl_conv_set_algo) against both and against
- * im2col, every setup error message, and a timing print (not an assertion)
+ * im2col, a max pool applied by the convolution (l->fuse_pool) against the
+ * two layers run apart (bit-identical), every setup error message, and a
+ * timing print (not an assertion)
  * of one convolution's forward and backward with each algorithm.
  *
  * Layers are built by hand: ops, spec, in shape, in_size; setup, alloc; the
@@ -406,6 +408,111 @@ static void test_wino(void)
         }
 }
 
+/* Build specs[0..n) as a model with and without fusion (same parameters),
+ * run x (batch samples) forward and dout backward through both, and require
+ * bit-identical outputs, parameter gradients and input gradients. Returns
+ * whether the fused model fused its first layer. */
+static int fused_vs_apart(const dl_layer_spec_t *specs, int n, dl_shape_t in, int batch,
+                          dl_conv_algo_t algo, const float *x)
+{
+    dl_model_t m[2];
+    dl_err_t err = {0};
+    const float *out[2];
+    for (int k = 0; k < 2; k++) {
+        int rc = dl_model_build_flags(&m[k], specs, n, in, batch, k ? DL_MODEL_NO_FUSION : 0, &err);
+        CHECK(rc == 0);
+        if (rc) {
+            fprintf(stderr, "%s\n", err.msg);
+            if (k)
+                dl_model_free(&m[0]);
+            return -1;
+        }
+        dl_model_init_params(&m[k], 7);
+        m[k].input_grad = 1;
+        m[k].ctx.training = 1;
+        if (algo != DL_CONV_AUTO)
+            CHECK(dl_conv_set_algo(&m[k].layers[0], algo) == 0);
+        out[k] = dl_model_forward(&m[k], x, batch, &err);
+        CHECK(out[k] != NULL);
+    }
+    int fused = m[0].layers[0].fuse_pool;
+    CHECK(!m[1].layers[0].fuse_pool);
+    int64_t no = (int64_t)batch * m[0].out_size, ni = (int64_t)batch * m[0].in_size;
+    if (out[0] && out[1])
+        CHECK(memcmp(out[0], out[1], sizeof(float) * (size_t)no) == 0);
+    float *dout = random_buf(no, 1.0);
+    for (int k = 0; k < 2; k++)
+        CHECK(dl_model_backward(&m[k], dout, batch, &err) == 0);
+    CHECK(memcmp(m[0].grads, m[1].grads, sizeof(float) * (size_t)m[0].n_params) == 0);
+    CHECK(memcmp(m[0].dacts[0], m[1].dacts[0], sizeof(float) * (size_t)ni) == 0);
+    free(dout);
+    dl_model_free(&m[0]);
+    dl_model_free(&m[1]);
+    return fused;
+}
+
+/* One conv + 2x2 max pool case; ties (inputs rounded to a few levels, so
+ * that many windows hold equal maxima) when quantise, and a NaN in the
+ * input when nan (it must win its windows, as in torch, both ways). */
+static void test_fused_case(int c, int h, int w, dl_layer_spec_t conv, dl_conv_algo_t algo,
+                            int batch, int quantise, int nan)
+{
+    dl_layer_spec_t specs[2] = {conv,
+                                {.type = DL_LAYER_MAXPOOL, .size = 2, .stride = 2, .line = 4}};
+    int64_t n = (int64_t)batch * c * h * w;
+    float *x = random_buf(n, 1.0);
+    for (int64_t i = 0; quantise && i < n; i++)
+        x[i] = (float)(x[i] > 0.5) - (float)(x[i] < -0.5);
+    if (nan)
+        x[n / 2] = NAN;
+    CHECK(fused_vs_apart(specs, 2, (dl_shape_t){c, h, w}, batch, algo, x) == 1);
+    free(x);
+}
+
+static void test_fused_pool(void)
+{
+    dl_act_t acts[] = {DL_ACT_RELU, DL_ACT_LEAKY, DL_ACT_TANH, DL_ACT_NONE};
+    for (int a = 0; a < 4; a++) {
+        /* im2col, one sample per block (28x28: the output written as it comes). */
+        test_fused_case(1, 28, 28, with_act(conv_spec(8, 3, 1, 1, 1, 1), acts[a]), DL_CONV_AUTO, 3,
+                        0, 0);
+        /* im2col, several samples per block; odd planes (the last row and
+         * column belong to no window); no bias; stride 2. */
+        test_fused_case(3, 9, 7, with_act(conv_spec(5, 3, 1, 1, 1, 0), acts[a]), DL_CONV_AUTO, 5, 0,
+                        0);
+        test_fused_case(2, 11, 12, with_act(conv_spec(4, 3, 2, 1, 1, 1), acts[a]), DL_CONV_AUTO, 4,
+                        1, 0);
+        /* Winograd gradients (the default at 16 channels) and Winograd forward. */
+        test_fused_case(16, 14, 14, with_act(conv_spec(16, 3, 1, 1, 1, 1), acts[a]), DL_CONV_AUTO,
+                        7, a == 0, 0);
+        test_fused_case(16, 13, 14, with_act(conv_spec(16, 3, 1, 1, 1, 1), acts[a]),
+                        DL_CONV_WINOGRAD_FWD, 3, 0, 0);
+    }
+    /* Ties everywhere, and a NaN. */
+    test_fused_case(1, 12, 12, with_act(conv_spec(4, 3, 1, 1, 1, 0), DL_ACT_RELU), DL_CONV_AUTO, 4,
+                    1, 0);
+    test_fused_case(2, 10, 10, with_act(conv_spec(4, 3, 1, 1, 1, 1), DL_ACT_LEAKY), DL_CONV_AUTO, 2,
+                    0, 1);
+
+    /* Not fused: a 1x1 convolution that reads its input in place (16x16
+     * plane), a 3x3 pool, and a convolution whose own output a shortcut also
+     * reads (conv 4x8x8, pool 4x4x4, 1x1 conv pad 2 back to 4x8x8, shortcut
+     * from the first conv). The model gives the same results all the same. */
+    float *x = random_buf(2 * 3 * 16 * 16, 1.0);
+    dl_layer_spec_t one[2] = {with_act(conv_spec(4, 1, 1, 0, 1, 1), DL_ACT_RELU),
+                              {.type = DL_LAYER_MAXPOOL, .size = 2, .stride = 2, .line = 4}};
+    CHECK(fused_vs_apart(one, 2, (dl_shape_t){3, 16, 16}, 2, DL_CONV_AUTO, x) == 0);
+    dl_layer_spec_t big[2] = {with_act(conv_spec(4, 3, 1, 1, 1, 1), DL_ACT_RELU),
+                              {.type = DL_LAYER_MAXPOOL, .size = 3, .stride = 2, .line = 4}};
+    CHECK(fused_vs_apart(big, 2, (dl_shape_t){3, 16, 16}, 2, DL_CONV_AUTO, x) == 0);
+    dl_layer_spec_t sc[4] = {with_act(conv_spec(4, 3, 1, 1, 1, 1), DL_ACT_RELU),
+                             {.type = DL_LAYER_MAXPOOL, .size = 2, .stride = 2, .line = 4},
+                             conv_spec(4, 1, 1, 2, 1, 1),
+                             {.type = DL_LAYER_SHORTCUT, .from = 0, .line = 6}};
+    CHECK(fused_vs_apart(sc, 4, (dl_shape_t){3, 8, 8}, 2, DL_CONV_AUTO, x) == 0);
+    free(x);
+}
+
 static void test_conv_init(void)
 {
     /* Kaiming normal (AUTO before ReLU): variance 2 / fan_in with fan_in = (C/g)*k*k;
@@ -701,6 +808,7 @@ int main(void)
     dl_rng_seed(&rng, 12345, 0);
     test_conv();
     test_wino();
+    test_fused_pool();
     test_conv_init();
     test_pool();
     test_setup_errors();
