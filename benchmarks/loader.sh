@@ -3,7 +3,9 @@
 # on time.
 #  1. bench_loader on Fashion-MNIST train (60000 x 1 x 28 x 28 uint8): the
 #     loader and direct dl_dataset_read against a raw sequential read of the
-#     same file, in the same run (target: loader >= 80% of raw).
+#     same file, in the same run (target: loader >= 80% of raw); then, for
+#     datasets larger than memory, the loader on evicted files against a
+#     raw read of evicted files (cold against cold).
 #  2. The CNN of docs/examples/fashion-cnn.ini for $STEPS steps on each rank
 #     count of $RANKS, and the share of step time spent waiting for data,
 #     from the run's metrics.csv (target: below 2%).
@@ -40,6 +42,7 @@ echo "== 1. loader throughput: $spec"
 # global batch over its samples/s. Both are weighted by the steps in the row.
 echo
 echo "== 2. data wait of the CNN (docs/examples/fashion-cnn.ini, $steps steps)"
+mkdir -p runs
 mpirun=(mpirun --oversubscribe)
 [ "$(id -u)" = 0 ] && mpirun+=(--allow-run-as-root)
 for np in $ranks; do

@@ -21,7 +21,7 @@
  * rejects them with a message saying so.
  *
  * The reader knows nothing about MPI: the caller passes the global sample
- * indices it wants, and reads only those samples (hyperslab reads).
+ * indices it wants, and reads only those samples.
  * Converters that write this schema are declared in convert.h. */
 #ifndef DL_DATASET_H
 #define DL_DATASET_H
@@ -60,12 +60,26 @@ void dl_dataset_normalise_as(dl_dataset_t *ds, const dl_dataset_info_t *like);
 int64_t dl_dataset_shard_size(const dl_dataset_t *ds, int i);
 
 /* Read n samples with global indices idx[0..n-1] (any order, may repeat).
- * images: n x (c*h*w) floats, normalised as (value - mean[c]) / std[c];
- * labels: n int32. Reads only the requested samples from the files (grouped
- * into hyperslab runs), never whole files. A label outside 0..num_classes-1
- * is DL_EINPUT naming the file and index. */
+ * images: n x (c*h*w) floats, normalised as (value - mean[c]) / std[c]
+ * (uint8 values in float arithmetic, as (value - mean[c]) * (1 / std[c]));
+ * labels: n int32. Reads only the requested samples from the files, never
+ * whole files: /images and /labels stored contiguous, unfiltered and in
+ * native byte order (as dltrain-data writes them) with pread(2) at their
+ * file offsets, nearby samples in one read; any other storage (chunked,
+ * compressed, ...) through HDF5, one hyperslab read per run of consecutive
+ * samples. A label outside 0..num_classes-1 is DL_EINPUT naming the file and
+ * index; so is a file found shorter than when it was opened (truncated or
+ * rewritten while in use). */
 int dl_dataset_read(dl_dataset_t *ds, const int64_t *idx, int n, float *images, int32_t *labels,
                     dl_err_t *err);
+
+/* Read every shard through HDF5 (on != 0) or with pread where possible (0,
+ * the default): for tests and benchmarks, which compare the two. */
+void dl_dataset_force_hdf5(dl_dataset_t *ds, int on);
+
+/* Which datasets of shard i are read with pread (unless forced to HDF5). */
+enum { DL_DATASET_PREAD_IMAGES = 1, DL_DATASET_PREAD_LABELS = 2 };
+int dl_dataset_shard_pread(const dl_dataset_t *ds, int i);
 
 void dl_dataset_close(dl_dataset_t *ds);
 

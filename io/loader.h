@@ -1,9 +1,10 @@
-/* Background batch loading: one I/O thread per rank makes every HDF5 read
- * while training runs, and reads up to `depth` batches ahead of the step
- * that needs them. Requests are served in the order they were made. The
+/* Background batch loading: one I/O thread per rank makes every dataset
+ * read while training runs, and reads up to `depth` batches ahead of the
+ * step that needs them. Requests are served in the order they were made. The
  * datasets are opened before the loader starts and closed after it stops.
  * Checkpoints are written by the training thread while this thread reads:
- * that relies on Debian's thread-safe libhdf5, which serialises calls. */
+ * that relies on Debian's thread-safe libhdf5, which serialises calls
+ * (reads of contiguous datasets use pread and make no HDF5 call). */
 #ifndef DL_LOADER_H
 #define DL_LOADER_H
 

@@ -30,3 +30,15 @@ target_compile_definitions(test_checkpoint PRIVATE ${HDF5_DEFINITIONS})
 target_link_libraries(test_checkpoint PRIVATE dl_io ${HDF5_C_LIBRARIES})
 add_test(NAME io.checkpoint COMMAND test_checkpoint ${CMAKE_CURRENT_BINARY_DIR}/scratch_checkpoint)
 set_tests_properties(io.checkpoint PROPERTIES LABELS unit)
+
+# The dataset reader's two paths, pread and HDF5: byte-identical batches in
+# every index order on every storage kind, the same label errors, truncated
+# files, and the Fashion-MNIST test set as dltrain-data writes it.
+add_executable(test_dataset_pread ${CMAKE_SOURCE_DIR}/tests/test_dataset_pread.c)
+target_include_directories(test_dataset_pread PRIVATE ${HDF5_INCLUDE_DIRS})
+target_compile_definitions(test_dataset_pread PRIVATE ${HDF5_DEFINITIONS})
+target_link_libraries(test_dataset_pread PRIVATE dl_io ${HDF5_C_LIBRARIES} m)
+add_test(NAME io.dataset_pread
+         COMMAND test_dataset_pread ${CMAKE_CURRENT_BINARY_DIR}/scratch_io_pread
+                 ${CMAKE_CURRENT_BINARY_DIR}/data/fashion-test.h5)
+set_tests_properties(io.dataset_pread PROPERTIES LABELS unit FIXTURES_REQUIRED fashion)
