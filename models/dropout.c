@@ -37,6 +37,12 @@ static void drop_release(dl_layer_t *l)
 
 static void drop_init(dl_layer_t *l, dl_rng_t *rng) {}
 
+uint64_t dl_dropout_key(const dl_model_ctx_t *ctx, int index)
+{
+    return dl_rng_hash(ctx->seed ^ 0x44524f50ULL,
+                       (ctx->step * 4096 + (uint64_t)index) * 65536 + (uint64_t)ctx->rank);
+}
+
 static int active(const dl_layer_t *l)
 {
     return l->ctx && l->ctx->training && l->spec.rate > 0.0;
@@ -51,12 +57,10 @@ static int drop_forward(dl_layer_t *l, const float *x, float *y, int n)
     }
     float *mask = l->work;
     const float keep = (float)(1.0 / (1.0 - l->spec.rate));
-    /* 53-bit uniform against the rate: one draw per element */
-    dl_rng_t rng;
-    dl_rng_seed(&rng, l->ctx->seed ^ 0x44524f50ULL,
-                (l->ctx->step * 4096 + (uint64_t)l->index) * 65536 + (uint64_t)l->ctx->rank);
+    /* one counter-based 53-bit uniform per element against the rate, as dropout.cu */
+    const uint64_t key = dl_dropout_key(l->ctx, l->index);
     for (int64_t i = 0; i < len; i++) {
-        mask[i] = dl_rng_uniform(&rng) < l->spec.rate ? 0.0f : keep;
+        mask[i] = dl_rng_hash_uniform(key, (uint64_t)i) < l->spec.rate ? 0.0f : keep;
         y[i] = x[i] * mask[i];
     }
     return 0;

@@ -133,21 +133,22 @@ static int64_t n_state(const dl_layer_t *l)
     return l->ops->n_state ? l->ops->n_state(l) : 0;
 }
 
-/* Point each layer's parameter, gradient and state views into the buffers. */
-static void assign_views(dl_model_t *m)
+/* Point each layer's parameter, gradient and state views into the buffers
+ * (the model's, or on a GPU the host copies while init fills them). */
+static void assign_views(dl_model_t *m, float *params, float *state)
 {
     int64_t off = 0, soff = 0;
     for (int i = 0; i < m->n_layers; i++) {
         dl_layer_t *l = &m->layers[i];
         int64_t np = l->ops->n_params(l), nb = bias_count(l);
         if (np) {
-            l->w = m->params + off;
+            l->w = params + off;
             l->dw = m->grads + off;
             l->b = nb ? l->w + (np - nb) : NULL;
             l->db = nb ? l->dw + (np - nb) : NULL;
         }
         if (n_state(l))
-            l->state = m->state + soff;
+            l->state = state + soff;
         off += np;
         soff += n_state(l);
     }
@@ -174,33 +175,44 @@ static int stores_output(const dl_model_t *m, int i)
     return i == 0 || !m->layers[i - 1].fuse_pool;
 }
 
+/* n floats of zeros on the model's device. */
+static float *dev_floats(const dl_model_t *m, int64_t n, dl_err_t *err)
+{
+    return dl_dev_alloc(m->dev, (size_t)n * sizeof(float), err);
+}
+
 static int alloc_buffers(dl_model_t *m, dl_err_t *err)
 {
-    int64_t widest = m->in_size;
     for (int i = 0; i < m->n_layers; i++) {
         m->n_params += m->layers[i].ops->n_params(&m->layers[i]);
         m->n_state += n_state(&m->layers[i]);
-        if (m->layers[i].out_size > widest)
-            widest = m->layers[i].out_size;
     }
-    size_t nb = (size_t)m->max_batch;
-    m->params = dl_calloc((size_t)m->n_params, sizeof(float), err);
-    m->grads = dl_calloc((size_t)m->n_params, sizeof(float), err);
-    m->state = dl_calloc((size_t)m->n_state, sizeof(float), err);
+    int64_t nb = m->max_batch;
+    m->params = dev_floats(m, m->n_params, err);
+    m->grads = dev_floats(m, m->n_params, err);
+    m->state = dev_floats(m, m->n_state, err);
     m->acts = dl_calloc((size_t)m->n_layers + 1, sizeof(float *), err);
     m->dacts = dl_calloc((size_t)m->n_layers + 1, sizeof(float *), err);
     if (!m->params || !m->grads || !m->state || !m->acts || !m->dacts)
         return DL_ENOMEM;
-    m->dacts[0] = dl_calloc(nb * (size_t)m->in_size, sizeof(float), err);
+    m->host_params = m->params;
+    m->host_state = m->state;
+    if (m->dev != DL_DEV_CPU) {
+        m->host_params = dl_calloc((size_t)m->n_params + 1, sizeof(float), err);
+        m->host_state = dl_calloc((size_t)m->n_state + 1, sizeof(float), err);
+        if (!m->host_params || !m->host_state)
+            return DL_ENOMEM;
+    }
+    m->dacts[0] = dev_floats(m, nb * m->in_size, err);
     if (!m->dacts[0])
         return DL_ENOMEM;
     for (int i = 1; i <= m->n_layers; i++) {
         if (!stores_output(m, i))
             continue;
-        size_t len = nb * (size_t)m->layers[i - 1].out_size;
-        m->acts[i] = dl_calloc(len, sizeof(float), err);
+        int64_t len = nb * m->layers[i - 1].out_size;
+        m->acts[i] = dev_floats(m, len, err);
         /* dacts[n_layers] is the caller's gradient of the output */
-        m->dacts[i] = i < m->n_layers ? dl_calloc(len, sizeof(float), err) : NULL;
+        m->dacts[i] = i < m->n_layers ? dev_floats(m, len, err) : NULL;
         if (!m->acts[i] || (i < m->n_layers && !m->dacts[i]))
             return DL_ENOMEM;
     }
@@ -208,9 +220,28 @@ static int alloc_buffers(dl_model_t *m, dl_err_t *err)
         dl_layer_t *l = &m->layers[i];
         if (!stores_output(m, i)) /* a pool applied by its convolution needs no scratch */
             continue;
-        int rc = l->ops->alloc ? l->ops->alloc(l, m->max_batch, err) : 0;
+        int rc = l->run->alloc ? l->run->alloc(l, m->max_batch, err) : 0;
         if (rc)
             return rc;
+    }
+    return 0;
+}
+
+/* Give each layer the implementation for the model's device. */
+static int choose_run(dl_model_t *m, dl_err_t *err)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        dl_layer_t *l = &m->layers[i];
+        l->run = l->ops;
+        if (m->dev == DL_DEV_CPU)
+            continue;
+        l->run = dl_cuda_layer_ops(l->spec.type);
+        l->cuda = m->cuda;
+        if (!l->run)
+            return DL_ERR(err, DL_EINPUT,
+                          "line %d: [%s] has no CUDA implementation in this build; use "
+                          "device = cpu",
+                          l->spec.line, l->ops->name);
     }
     return 0;
 }
@@ -224,7 +255,15 @@ int dl_model_build(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, dl_
 int dl_model_build_flags(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, dl_shape_t in,
                          int max_batch, int flags, dl_err_t *err)
 {
+    dl_model_opts_t o = {.flags = flags, .dev = DL_DEV_CPU};
+    return dl_model_build_opts(m, specs, n_specs, in, max_batch, &o, err);
+}
+
+int dl_model_build_opts(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, dl_shape_t in,
+                        int max_batch, const dl_model_opts_t *opts, dl_err_t *err)
+{
     memset(m, 0, sizeof *m);
+    m->dev = opts->dev;
     if (n_specs < 1)
         return DL_ERR(err, DL_EINPUT, "the model has no layers; add layer sections or a preset");
     m->in_shape = in;
@@ -240,26 +279,74 @@ int dl_model_build_flags(dl_model_t *m, const dl_layer_spec_t *specs, int n_spec
     }
     expand_specs(specs, n_specs, m->layers, m->section_layer);
     int rc = set_shapes(m, err);
-    if (!rc && !(flags & DL_MODEL_NO_FUSION))
+    /* The fused pool is a CPU cache optimisation. */
+    if (!rc && !(opts->flags & DL_MODEL_NO_FUSION) && m->dev == DL_DEV_CPU)
         fuse_layers(m);
+    if (!rc && m->dev != DL_DEV_CPU)
+        rc = dl_cuda_create(&m->cuda, opts->tf32, err);
+    if (!rc)
+        rc = choose_run(m, err);
     if (!rc)
         rc = alloc_buffers(m, err);
     if (rc) {
         dl_model_free(m);
         return rc;
     }
-    assign_views(m);
+    assign_views(m, m->params, m->state);
     return 0;
 }
 
 void dl_model_init_params(dl_model_t *m, uint64_t seed)
 {
     dl_rng_t rng;
+    assign_views(m, m->host_params, m->host_state);
     for (int i = 0; i < m->n_layers; i++) {
         /* One stream per layer: adding a layer does not change the others' draws. */
         dl_rng_seed(&rng, seed, (uint64_t)i + 1);
         m->layers[i].ops->init(&m->layers[i], &rng);
     }
+    assign_views(m, m->params, m->state);
+}
+
+int dl_model_to_device(dl_model_t *m, dl_err_t *err)
+{
+    if (m->dev == DL_DEV_CPU)
+        return 0;
+    int rc = dl_dev_copy(m->cuda, m->params, m->host_params, (size_t)m->n_params * sizeof(float),
+                         DL_COPY_H2D, err);
+    if (!rc)
+        rc = dl_dev_copy(m->cuda, m->state, m->host_state, (size_t)m->n_state * sizeof(float),
+                         DL_COPY_H2D, err);
+    return rc ? rc : dl_cuda_sync(m->cuda, err);
+}
+
+int dl_model_to_host(dl_model_t *m, dl_err_t *err)
+{
+    if (m->dev == DL_DEV_CPU)
+        return 0;
+    int rc = dl_dev_copy(m->cuda, m->host_params, m->params, (size_t)m->n_params * sizeof(float),
+                         DL_COPY_D2H, err);
+    return rc ? rc
+              : dl_dev_copy(m->cuda, m->host_state, m->state, (size_t)m->n_state * sizeof(float),
+                            DL_COPY_D2H, err);
+}
+
+/* The error of a failed pass of layer i: the layer's own message if it
+ * left one (CUDA), else what failed. */
+static int pass_failed(dl_model_t *m, int i, int rc, const char *pass, dl_err_t *err)
+{
+    dl_layer_t *l = &m->layers[i];
+    if (l->err.code) {
+        l->err.code = 0;
+        DL_ERR(err, rc, "%s pass of layer %d (%s) failed: %s", pass, i + 1, l->ops->name,
+               l->err.msg);
+        if (err) { /* where it was detected */
+            err->file = l->err.file;
+            err->line = l->err.line;
+        }
+        return rc;
+    }
+    return DL_ERR(err, rc, "%s pass of layer %d (%s) failed", pass, i + 1, l->ops->name);
 }
 
 const float *dl_model_forward(dl_model_t *m, const float *x, int n, dl_err_t *err)
@@ -271,9 +358,9 @@ const float *dl_model_forward(dl_model_t *m, const float *x, int n, dl_err_t *er
             l->aux_x = m->acts[l->src + 1];
         /* A convolution that applies the next layer's pool writes that layer's output. */
         int next = l->fuse_pool ? i + 2 : i + 1;
-        int rc = l->ops->forward(l, m->acts[i], m->acts[next], n);
+        int rc = l->run->forward(l, m->acts[i], m->acts[next], n);
         if (rc) {
-            DL_ERR(err, rc, "forward pass of layer %d (%s) failed", i + 1, l->ops->name);
+            pass_failed(m, i, rc, "forward", err);
             return NULL;
         }
         i = next - 1;
@@ -284,7 +371,7 @@ const float *dl_model_forward(dl_model_t *m, const float *x, int n, dl_err_t *er
 /* A shortcut adds a layer's output a second time, so that output's gradient
  * gets the shortcut's contribution (aux_dx) added once the output's own
  * consumer, layer i, has written it. */
-static void add_shortcut_grads(dl_model_t *m, int i, int n)
+static int add_shortcut_grads(dl_model_t *m, int i, int n, dl_err_t *err)
 {
     for (int j = i; j < m->n_layers; j++) {
         const dl_layer_t *s = &m->layers[j];
@@ -293,9 +380,16 @@ static void add_shortcut_grads(dl_model_t *m, int i, int n)
         float *restrict d = m->dacts[i];
         const float *restrict g = s->aux_dx;
         int64_t len = (int64_t)n * m->layers[i - 1].out_size;
+        if (m->dev != DL_DEV_CPU) {
+            int rc = dl_cuda_add(m->cuda, d, g, len, err);
+            if (rc)
+                return rc;
+            continue;
+        }
         for (int64_t k = 0; k < len; k++)
             d[k] += g[k];
     }
+    return 0;
 }
 
 int dl_model_backward(dl_model_t *m, const float *dout, int n, dl_err_t *err)
@@ -308,11 +402,11 @@ int dl_model_backward(dl_model_t *m, const float *dout, int n, dl_err_t *err)
         /* The first layer's input gradient is rarely wanted: skip it then. */
         float *dx = i > 0 || m->input_grad ? m->dacts[i] : NULL;
         int next = l->fuse_pool ? i + 2 : i + 1;
-        int rc = l->ops->backward(l, m->acts[i], m->acts[next], m->dacts[next], dx, n);
+        int rc = l->run->backward(l, m->acts[i], m->acts[next], m->dacts[next], dx, n);
         if (rc)
-            return DL_ERR(err, rc, "backward pass of layer %d (%s) failed", i + 1, l->ops->name);
-        if (i > 0)
-            add_shortcut_grads(m, i, n);
+            return pass_failed(m, i, rc, "backward", err);
+        if (i > 0 && (rc = add_shortcut_grads(m, i, n, err)) != 0)
+            return rc;
     }
     m->dacts[m->n_layers] = NULL;
     return 0;
@@ -336,7 +430,7 @@ int64_t dl_model_train_flops(const dl_model_t *m)
 
 uint64_t dl_model_digest(const dl_model_t *m)
 {
-    return dl_fnv1a64(DL_FNV_INIT, m->params, (size_t)m->n_params * sizeof(float));
+    return dl_fnv1a64(DL_FNV_INIT, m->host_params, (size_t)m->n_params * sizeof(float));
 }
 
 /* Append one tensor of layer l (prefix names it) to t[*n]. */
@@ -436,19 +530,24 @@ int dl_model_tensors(const dl_model_t *m, dl_tensor_info_t **out, int *n, dl_err
 void dl_model_free(dl_model_t *m)
 {
     for (int i = 0; m->layers && i < m->n_layers; i++)
-        if (m->layers[i].ops && m->layers[i].ops->release)
-            m->layers[i].ops->release(&m->layers[i]);
+        if (m->layers[i].run && m->layers[i].run->release)
+            m->layers[i].run->release(&m->layers[i]);
     if (m->acts)
         for (int i = 1; i <= m->n_layers; i++)
-            free(m->acts[i]);
+            dl_dev_free(m->dev, m->acts[i]);
     if (m->dacts)
         for (int i = 0; i < m->n_layers; i++)
-            free(m->dacts[i]);
+            dl_dev_free(m->dev, m->dacts[i]);
+    if (m->host_params != m->params)
+        free(m->host_params);
+    if (m->host_state != m->state)
+        free(m->host_state);
     free(m->acts);
     free(m->dacts);
-    free(m->params);
-    free(m->grads);
-    free(m->state);
+    dl_dev_free(m->dev, m->params);
+    dl_dev_free(m->dev, m->grads);
+    dl_dev_free(m->dev, m->state);
+    dl_cuda_destroy(m->cuda);
     free(m->layers);
     free(m->section_layer);
     memset(m, 0, sizeof *m);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "../runtime/error.h"
+#include "device.h"
 #include "rng.h"
 
 typedef enum {
@@ -121,7 +122,20 @@ struct dl_layer {
                            each block of output is in cache; the model then passes this
                            layer the pool's output and its gradient (dl_conv_pool_fusable) */
     const dl_model_ctx_t *ctx; /* the model's context */
+    /* The implementation the passes run: ops itself on the CPU, the type's
+     * CUDA table (alloc, release, forward, backward) on the GPU, where every
+     * buffer the passes see is GPU memory and cuda is the model's. */
+    const dl_layer_ops_t *run;
+    dl_cuda_t *cuda;
+    dl_err_t err; /* a failed pass of run explains itself here (CUDA errors) */
 };
+
+/* The CUDA table of a layer type, or NULL in a build without CUDA.
+ * Defined in device.cu (cuda_none.c without CUDA). */
+const dl_layer_ops_t *dl_cuda_layer_ops(dl_layer_type_t t);
+/* The key of a dropout layer's mask for the context's seed, step and rank
+ * (dropout.c; dropout.cu computes the same mask from it). */
+uint64_t dl_dropout_key(const dl_model_ctx_t *ctx, int index);
 
 extern const dl_layer_ops_t dl_dense_ops, dl_activation_ops, dl_conv_ops, dl_maxpool_ops,
     dl_avgpool_ops, dl_batchnorm_ops, dl_dropout_ops, dl_shortcut_ops, dl_flatten_ops;
@@ -143,7 +157,22 @@ typedef struct dl_model {
     int *section_layer; /* section index -> index of the layer that gives its output */
     int n_sections;
     dl_model_ctx_t ctx;
+    /* Where the buffers above live (acts, dacts, params, grads, state and
+     * the layers' views). On DL_DEV_CUDA, host_params and host_state are
+     * host copies for checkpoints and comparisons, brought up to date by
+     * dl_model_to_host; on the CPU they are params and state themselves. */
+    dl_dev_t dev;
+    dl_cuda_t *cuda;
+    float *host_params, *host_state;
 } dl_model_t;
+
+/* How to build a model: flags (DL_MODEL_NO_FUSION), the device, and for
+ * CUDA whether products may use TF32 tensor cores. */
+typedef struct dl_model_opts {
+    int flags;
+    dl_dev_t dev;
+    int tf32;
+} dl_model_opts_t;
 
 /* Build a model for input samples of the given shape and batches up to
  * max_batch. Rejects bad specs (DL_EINPUT naming the job-file line). */
@@ -154,6 +183,17 @@ int dl_model_build(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, dl_
 #define DL_MODEL_NO_FUSION 1
 int dl_model_build_flags(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, dl_shape_t in,
                          int max_batch, int flags, dl_err_t *err);
+/* dl_model_build on a device. On DL_DEV_CUDA the passes take and return
+ * GPU memory, the layers run their CUDA tables (no CPU-only fusion), and the
+ * model owns a dl_cuda_t (stream, cuBLAS handle). */
+int dl_model_build_opts(dl_model_t *m, const dl_layer_spec_t *specs, int n_specs, dl_shape_t in,
+                        int max_batch, const dl_model_opts_t *opts, dl_err_t *err);
+/* Copy parameters and state between the device and host_params /
+ * host_state (no-ops on the CPU): after dl_model_init_params, checkpoint
+ * loads or broadcasts into the host copies, call dl_model_to_device; before
+ * reading them (checkpoints, digests), dl_model_to_host. */
+int dl_model_to_device(dl_model_t *m, dl_err_t *err);
+int dl_model_to_host(dl_model_t *m, dl_err_t *err);
 /* Whether conv layer c can apply the max pool p that follows it itself
  * (l->fuse_pool): p is 2x2 with stride 2 and no padding, and c is not a 1x1
  * convolution that reads its input in place. Both after setup. Defined in conv.c. */
@@ -168,7 +208,9 @@ int dl_conv_pool_fusable(const dl_layer_t *c, const dl_layer_t *p);
 void dl_maxpool2x2_plane(const float *x, int h, int w, float *y, uint8_t *arg, float *scratch);
 void dl_maxpool2x2_scatter(const float *dy, const uint8_t *arg, int h, int w, float *dx,
                            float *scratch);
-/* Initialise parameters and state from a seeded generator (same seed, same values). */
+/* Initialise parameters and state from a seeded generator (same seed, same
+ * values): host_params and host_state, which on a GPU dl_model_to_device
+ * then copies. */
 void dl_model_init_params(dl_model_t *m, uint64_t seed);
 /* Forward n samples x (n x in_size) in the mode of m->ctx; returns the
  * n x out_size output, or NULL with err set if a collective failed. */
@@ -208,7 +250,8 @@ typedef struct dl_tensor_info {
  * when *n is 0); a name given twice is DL_EINPUT naming it. */
 int dl_model_tensors(const dl_model_t *m, dl_tensor_info_t **out, int *n, dl_err_t *err);
 
-/* Hash of the parameter bytes, for comparing runs exactly. */
+/* Hash of the parameter bytes, for comparing runs exactly (of host_params:
+ * on the GPU, after dl_model_to_host). */
 uint64_t dl_model_digest(const dl_model_t *m);
 void dl_model_free(dl_model_t *m);
 

@@ -11,6 +11,21 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+/* The splitmix64 finaliser of key + (i + 1) * golden ratio: a bijection of
+ * i for each key, and passes BigCrush as a counter-based generator. */
+uint64_t dl_rng_hash(uint64_t key, uint64_t i)
+{
+    uint64_t z = key + (i + 1) * 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+double dl_rng_hash_uniform(uint64_t key, uint64_t i)
+{
+    return (double)(dl_rng_hash(key, i) >> 11) * 0x1.0p-53;
+}
+
 static uint64_t rotl(uint64_t x, int k)
 {
     return (x << k) | (x >> (64 - k));

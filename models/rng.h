@@ -24,6 +24,12 @@ double dl_rng_normal(dl_rng_t *r);
 /* perm[0..n-1] = a uniformly random permutation of 0..n-1 (Fisher-Yates). */
 void dl_rng_permutation(dl_rng_t *r, int64_t *perm, int64_t n);
 
+/* Counter-based draws, for element-parallel randomness that the GPU
+ * (dropout.cu) computes the same: a hash of (key, i), and a uniform double
+ * in [0, 1) from its top 53 bits. */
+uint64_t dl_rng_hash(uint64_t key, uint64_t i);
+double dl_rng_hash_uniform(uint64_t key, uint64_t i);
+
 /* 64-bit FNV-1a hash of a byte range, chained through h (start with
  * DL_FNV_INIT); used for parameter and configuration digests. */
 #define DL_FNV_INIT 0xcbf29ce484222325ULL
