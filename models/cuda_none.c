@@ -32,6 +32,11 @@ int dl_cuda_use_device(int index, char *name, size_t name_len, dl_err_t *err)
     return DL_ERR(err, DL_EINPUT, "%s", NO_CUDA);
 }
 
+int dl_cuda_bus_id(int index, char *buf, size_t len, dl_err_t *err)
+{
+    return DL_ERR(err, DL_EINPUT, "%s", NO_CUDA);
+}
+
 int dl_cuda_create(dl_cuda_t **out, int tf32, dl_err_t *err)
 {
     *out = NULL;

@@ -71,6 +71,12 @@ extern "C" int dl_cuda_use_device(int index, char *name, size_t name_len, dl_err
     return 0;
 }
 
+extern "C" int dl_cuda_bus_id(int index, char *buf, size_t len, dl_err_t *err)
+{
+    CUDA_TRY(cudaDeviceGetPCIBusId(buf, (int)len, index), err);
+    return 0;
+}
+
 extern "C" int dl_cuda_create(dl_cuda_t **out, int tf32, dl_err_t *err)
 {
     *out = NULL;

@@ -32,6 +32,10 @@ int dl_cuda_device_count(char *why, size_t why_len);
  * HBM3, 79.1 GiB". */
 int dl_cuda_use_device(int index, char *name, size_t name_len, dl_err_t *err);
 
+/* The PCI bus id of visible GPU `index` ("0000:1b:00.0"): two ranks with
+ * the same id on one node share a GPU, which NCCL refuses. */
+int dl_cuda_bus_id(int index, char *buf, size_t len, dl_err_t *err);
+
 /* One model's CUDA resources: its stream, cuBLAS handle and small scratch.
  * tf32: let cuBLAS use TF32 tensor cores for fp32 products. Opaque. */
 typedef struct dl_cuda dl_cuda_t;

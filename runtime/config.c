@@ -46,6 +46,8 @@ static const char *const progress_names[] = {"auto", "bar", "lines", NULL};
 static const key_def_t keys[] = {
     {"train", "device", K_ENUM, C(device), "cpu", 0, 0, device_names,
      "where each rank computes: cpu, cuda (one GPU per rank) or auto"},
+    {"train", "tf32", K_BOOL, C(tf32), "false", 0, 0, NULL,
+     "on a GPU, let fp32 matrix products use TF32 tensor cores (faster, about 1e-3 relative)"},
     {"train", "epochs", K_INT, C(epochs), "0", 0, BIG, NULL,
      "passes over the training set (0 = not set; set epochs, max_steps or both)"},
     {"train", "max_steps", K_INT, C(max_steps), "0", 0, BIG, NULL,

@@ -61,6 +61,7 @@ typedef struct dl_config {
     char path[DL_PATH_MAX]; /* the job file, for messages */
     /* [train] */
     int device;                /* dl_device_t */
+    int tf32;                  /* GPU products may use TF32 tensor cores */
     int64_t epochs, max_steps; /* 0 = not set; training stops at whichever comes first */
     int64_t batch_size;        /* per rank; 0 = derive from global_batch_size */
     int64_t global_batch_size; /* 0 = batch_size x ranks */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "collectives/comm.h"
+#include "models/device.h"
 #include "runtime/config.h"
 #include "runtime/dist.h"
 #include "runtime/signals.h"
@@ -54,12 +55,15 @@ static int launcher_world_size(void)
     return 1;
 }
 
+/* device = cuda needs a build with the CUDA backend; whether this node
+ * has GPUs is checked when training starts (--check may run elsewhere). */
 static int check_device(const dl_config_t *cfg, dl_err_t *err)
 {
-    if (cfg->device == DL_DEVICE_CUDA)
+    if (cfg->device == DL_DEVICE_CUDA && !dl_cuda_built())
         return DL_ERR(err, DL_EINPUT,
-                      "%s: [train] device = cuda, but this version of dltrain has no CUDA "
-                      "backend yet; use device = cpu or auto",
+                      "%s: [train] device = cuda, but this dltrain was built without CUDA (CMake "
+                      "found no CUDA toolkit, or DLTRAIN_CUDA=OFF); rebuild with the CUDA "
+                      "toolkit, or use device = cpu or auto",
                       cfg->path);
     return 0;
 }
@@ -168,7 +172,7 @@ static int run_train(int argc, char **argv, const char *path, int n_over, char *
         rc = dl_signals_install(&err);
     if (!rc) {
         dl_dist_set_threads(&dist, (int)cfg->threads);
-        rc = evaluate ? dl_train_evaluate(cfg, ckpt, comm, &err)
+        rc = evaluate ? dl_train_evaluate(cfg, ckpt, &dist, comm, &err)
                       : dl_train_run(cfg, text, &dist, comm, &err);
     } else if (dist.rank != 0 && !launch_rc) {
         err.msg[0] = '\0';
@@ -220,7 +224,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
-        printf("dltrain %s\n", DLTRAIN_VERSION);
+        printf("dltrain %s (%s)\n", DLTRAIN_VERSION,
+               dl_cuda_built() ? "CPU and CUDA backends" : "CPU backend only");
         return 0;
     }
     if (argc >= 2 && strcmp(argv[1], "--keys") == 0) {

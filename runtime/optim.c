@@ -82,4 +82,65 @@ void dl_optim_free(dl_optim_t *o)
     free(o->m);
     free(o->v);
     o->m = o->v = NULL;
+    if (o->cuda) {
+        dl_dev_free(DL_DEV_CUDA, o->dm);
+        dl_dev_free(DL_DEV_CUDA, o->dv);
+        o->dm = o->dv = NULL;
+        o->cuda = NULL;
+    }
+}
+
+int dl_optim_use_cuda(dl_optim_t *o, dl_cuda_t *g, dl_err_t *err)
+{
+    size_t bytes = (size_t)o->n * sizeof(float);
+    o->cuda = g;
+    o->dm = dl_dev_alloc(DL_DEV_CUDA, bytes, err);
+    if (!o->dm)
+        return err ? err->code : DL_ENOMEM;
+    if (o->v && !(o->dv = dl_dev_alloc(DL_DEV_CUDA, bytes, err)))
+        return err ? err->code : DL_ENOMEM;
+    return 0;
+}
+
+int dl_optim_step_dev(dl_optim_t *o, float *params, const float *grads, double lr, dl_err_t *err)
+{
+    if (!o->cuda) {
+        dl_optim_step(o, params, grads, lr);
+        return 0;
+    }
+    o->t++;
+    const dl_optim_cfg_t *c = &o->cfg;
+    if (c->type != DL_OPT_ADAMW)
+        return dl_cuda_sgd_update(o->cuda, params, grads, o->dm, o->n, (float)lr,
+                                  (float)c->momentum, (float)c->weight_decay, c->nesterov, err);
+    const double t = (double)o->t;
+    return dl_cuda_adamw_update(o->cuda, params, grads, o->dm, o->dv, o->n, (float)lr,
+                                (float)c->beta1, (float)c->beta2, (float)c->eps,
+                                (float)c->weight_decay, (float)(1.0 - pow(c->beta1, t)),
+                                (float)sqrt(1.0 - pow(c->beta2, t)), err);
+}
+
+/* Copy both buffers one way: to_host 1 = GPU to m and v. */
+static int copy_state(dl_optim_t *o, int to_host, dl_err_t *err)
+{
+    if (!o->cuda)
+        return 0;
+    size_t bytes = (size_t)o->n * sizeof(float);
+    dl_copy_t kind = to_host ? DL_COPY_D2H : DL_COPY_H2D;
+    int rc = to_host ? dl_dev_copy(o->cuda, o->m, o->dm, bytes, kind, err)
+                     : dl_dev_copy(o->cuda, o->dm, o->m, bytes, kind, err);
+    if (!rc && o->v)
+        rc = to_host ? dl_dev_copy(o->cuda, o->v, o->dv, bytes, kind, err)
+                     : dl_dev_copy(o->cuda, o->dv, o->v, bytes, kind, err);
+    return rc;
+}
+
+int dl_optim_to_host(dl_optim_t *o, dl_err_t *err)
+{
+    return copy_state(o, 1, err);
+}
+
+int dl_optim_to_device(dl_optim_t *o, dl_err_t *err)
+{
+    return copy_state(o, 0, err);
 }

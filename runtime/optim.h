@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "../models/device.h"
 #include "config.h"
 
 typedef struct dl_optim {
@@ -12,12 +13,25 @@ typedef struct dl_optim {
     int64_t n;
     int64_t t;    /* steps taken */
     float *m, *v; /* sgd: m = momentum buffer; adamw: first and second moments */
+    /* On a GPU (dl_optim_use_cuda): the buffers there, with m and v their
+     * host copies for checkpoints; NULL on the CPU. */
+    dl_cuda_t *cuda;
+    float *dm, *dv;
 } dl_optim_t;
 
 int dl_optim_init(dl_optim_t *o, const dl_optim_cfg_t *cfg, int64_t n_params, dl_err_t *err);
 /* One update of params (n floats) from grads with learning rate lr. */
 void dl_optim_step(dl_optim_t *o, float *params, const float *grads, double lr);
 void dl_optim_free(dl_optim_t *o);
+/* Keep the optimiser's buffers on g's GPU (zeroed, as m and v are); the
+ * steps then take GPU parameters and gradients. */
+int dl_optim_use_cuda(dl_optim_t *o, dl_cuda_t *g, dl_err_t *err);
+/* dl_optim_step on either device (a GPU after dl_optim_use_cuda). */
+int dl_optim_step_dev(dl_optim_t *o, float *params, const float *grads, double lr, dl_err_t *err);
+/* Copy the GPU buffers to m and v (before a checkpoint), or back (after a
+ * load); no-ops on the CPU. */
+int dl_optim_to_host(dl_optim_t *o, dl_err_t *err);
+int dl_optim_to_device(dl_optim_t *o, dl_err_t *err);
 
 /* Learning rate for step (0-based) of total_steps under the schedule, with
  * linear warm-up from base_lr/warmup_steps to base_lr. */

@@ -86,6 +86,12 @@ typedef struct trainer {
     int64_t requested;    /* training steps whose batches have been requested */
     int64_t *idx;
     float *dlogits, *aug_scratch, *pad_value;
+    /* The device the model runs on; on a GPU the batch, its labels and the
+     * logits' gradient live there too (on the CPU gx is the loader's batch). */
+    dl_dev_t dev;
+    char device_name[160];
+    float *gx;
+    int32_t *gy;
     double data_wait_s;  /* waited for batches since the last log */
     double allreduce_s;  /* in the gradient all-reduce since the last log */
     step_split_t split;  /* this run's logged steps, for summary.json */
@@ -109,6 +115,48 @@ typedef struct trainer {
     int max_batch;
     dl_metrics_t metrics;
 } trainer_t;
+
+/* Where this rank computes ([train] device): the CPU; or its GPU, the one
+ * of its local rank (a rank that sees a single GPU, as with Slurm's
+ * --gpus-per-task, takes that one). Collective: rank 0 checks that no two
+ * ranks of a node share a GPU, which NCCL refuses, and all ranks agree. */
+static int select_device(trainer_t *t, const dl_dist_t *dist, dl_err_t *err)
+{
+    const dl_config_t *cfg = t->cfg;
+    char why[256] = "", bus[64] = "";
+    int rc = 0;
+    t->dev = DL_DEV_CPU;
+    snprintf(t->device_name, sizeof t->device_name, "cpu");
+    if (cfg->device != DL_DEVICE_CPU) {
+        int count = dl_cuda_device_count(why, sizeof why);
+        int index = count == 1 ? 0 : dist->local_rank;
+        if (count == 0 && cfg->device == DL_DEVICE_CUDA)
+            rc = DL_ERR(err, DL_EINPUT, "%s: [train] device = cuda, but %s (rank %d on %s)",
+                        cfg->path, why, t->rank, dist->host);
+        else if (count > 1 && index >= count)
+            rc = DL_ERR(err, DL_EINPUT,
+                        "%s: [train] device = %s, but node %s runs %d ranks and has %d GPUs: "
+                        "each rank needs a GPU of its own (NCCL refuses two ranks on one GPU); "
+                        "start at most %d ranks per node, or use device = cpu",
+                        cfg->path, cfg->device == DL_DEVICE_AUTO ? "auto" : "cuda", dist->host,
+                        dist->local_size, count, count);
+        else if (count > 0) {
+            char name[128] = "";
+            t->dev = DL_DEV_CUDA;
+            rc = dl_cuda_use_device(index, name, sizeof name, err);
+            if (!rc)
+                rc = dl_cuda_bus_id(index, bus, sizeof bus, err);
+            snprintf(t->device_name, sizeof t->device_name, "cuda:%d (%.100s)", index, name);
+        }
+    }
+    if (!rc && t->dev == DL_DEV_CUDA && t->world > 1)
+        rc = DL_ERR(err, DL_EINPUT,
+                    "%s: [train] device = %s with %d ranks: this version trains on one GPU "
+                    "only (the NCCL gradient all-reduce is not wired in yet); run one rank, or "
+                    "use device = cpu",
+                    cfg->path, cfg->device == DL_DEVICE_AUTO ? "auto" : "cuda", t->world);
+    return agree(t->comm, rc, err);
+}
 
 /* The model's only collective (synchronised batch norm), in the shape
  * models/ asks for. */
@@ -143,7 +191,9 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
 {
     const dl_plan_t *p = &t->plan;
     t->max_batch = (int)p->max_batch;
-    int rc = dl_model_build(&t->model, p->specs, p->n_specs, p->in_shape, t->max_batch, err);
+    dl_model_opts_t mo = {.dev = t->dev, .tf32 = t->cfg->tf32};
+    int rc =
+        dl_model_build_opts(&t->model, p->specs, p->n_specs, p->in_shape, t->max_batch, &mo, err);
     if (rc)
         return rc;
     t->model.ctx = (dl_model_ctx_t){.seed = (uint64_t)t->cfg->seed,
@@ -151,6 +201,8 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
                                     .allreduce_sum = t->world > 1 ? model_allreduce : NULL,
                                     .comm = t->comm};
     rc = dl_optim_init(&t->opt, &t->cfg->optim, t->model.n_params, err);
+    if (!rc && t->dev == DL_DEV_CUDA)
+        rc = dl_optim_use_cuda(&t->opt, t->model.cuda, err);
     if (rc)
         return rc;
     dl_sampler_cfg_t order = p->order;
@@ -159,11 +211,19 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
     if (rc)
         return rc;
     t->idx = dl_calloc((size_t)t->max_batch, sizeof(int64_t), err);
-    t->dlogits = dl_calloc((size_t)p->batch * (size_t)p->train.num_classes, sizeof(float), err);
+    size_t nlog = (size_t)p->batch * (size_t)p->train.num_classes;
+    t->dlogits = dl_dev_alloc(t->dev, nlog * sizeof(float), err);
     if (!t->idx || !t->dlogits)
         return DL_ENOMEM;
+    if (t->dev == DL_DEV_CUDA) {
+        t->gx =
+            dl_dev_alloc(t->dev, (size_t)t->max_batch * (size_t)p->in_size * sizeof(float), err);
+        t->gy = dl_dev_alloc(t->dev, (size_t)t->max_batch * sizeof(int32_t), err);
+        if (!t->gx || !t->gy)
+            return DL_ENOMEM;
+    }
     if (t->model.n_state) {
-        t->state_backup = dl_calloc((size_t)t->model.n_state, sizeof(float), err);
+        t->state_backup = dl_dev_alloc(t->dev, (size_t)t->model.n_state * sizeof(float), err);
         if (!t->state_backup)
             return DL_ENOMEM;
     }
@@ -187,13 +247,15 @@ static void free_trainer(trainer_t *t)
     dl_loader_stop(t->loader); /* before the datasets close */
     if (t->trace)
         fclose(t->trace);
-    dl_model_free(&t->model);
+    dl_dev_free(t->dev, t->gx);
+    dl_dev_free(t->dev, t->gy);
+    dl_dev_free(t->dev, t->dlogits);
+    dl_dev_free(t->dev, t->state_backup);
     dl_optim_free(&t->opt);
+    dl_model_free(&t->model);
     dl_plan_free(&t->plan);
     dl_sampler_free(&t->sampler);
     free(t->idx);
-    free(t->dlogits);
-    free(t->state_backup);
     free(t->tensors);
     free(t->aug_scratch);
     free(t->pad_value);
@@ -201,6 +263,21 @@ static void free_trainer(trainer_t *t)
     dl_dataset_close(t->test);
     if (t->rank == 0)
         dl_metrics_close(&t->metrics);
+}
+
+/* On a GPU, the cold paths (checkpoints, broadcasts, digests) work on the
+ * host copies: pull brings them up to date from the device, push sends
+ * them back. No-ops on the CPU, where they are the buffers themselves. */
+static int pull(trainer_t *t, dl_err_t *err)
+{
+    int rc = dl_model_to_host(&t->model, err);
+    return rc ? rc : dl_optim_to_host(&t->opt, err);
+}
+
+static int push(trainer_t *t, dl_err_t *err)
+{
+    int rc = dl_model_to_device(&t->model, err);
+    return rc ? rc : dl_optim_to_device(&t->opt, err);
 }
 
 /* Same initial parameters and state everywhere: rank 0 initialises (or
@@ -212,15 +289,16 @@ static int init_params(trainer_t *t, dl_err_t *err)
     if (t->rank == 0) {
         dl_model_init_params(m, (uint64_t)t->cfg->seed);
         if (t->cfg->init_from[0])
-            rc = dl_params_read(t->cfg->init_from, m->params, m->n_params, m->state, m->n_state,
-                                err);
+            rc = dl_params_read(t->cfg->init_from, m->host_params, m->n_params, m->host_state,
+                                m->n_state, err);
     }
     rc = agree(t->comm, rc, err);
     if (!rc)
-        rc = dl_comm_broadcast(t->comm, m->params, m->n_params * (int64_t)sizeof(float), 0, err);
+        rc = dl_comm_broadcast(t->comm, m->host_params, m->n_params * (int64_t)sizeof(float), 0,
+                               err);
     if (!rc && m->n_state)
-        rc = dl_comm_broadcast(t->comm, m->state, m->n_state * (int64_t)sizeof(float), 0, err);
-    return rc;
+        rc = dl_comm_broadcast(t->comm, m->host_state, m->n_state * (int64_t)sizeof(float), 0, err);
+    return rc ? rc : push(t, err);
 }
 
 /* 1 if no value is infinite or NaN: an OR over the exponent bits, which
@@ -335,9 +413,9 @@ static dl_ckpt_model_t ckpt_model(trainer_t *t)
     dl_model_t *m = &t->model;
     return (dl_ckpt_model_t){.tensors = t->tensors,
                              .n_tensors = t->n_tensors,
-                             .params = m->params,
+                             .params = m->host_params,
                              .n_params = m->n_params,
-                             .state = m->state,
+                             .state = m->host_state,
                              .n_state = m->n_state,
                              .opt_m = t->opt.m,
                              .opt_v = t->opt.v,
@@ -377,7 +455,10 @@ static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *
     /* Never save a state to roll back to that is itself broken: during a
      * run of bad steps, or with non-finite parameters (every rank holds the
      * same parameters, so every rank decides the same). */
-    int finite = all_finite(m->params, m->n_params);
+    int rc = pull(t, err);
+    if (rc) /* a failed GPU copy: the device is gone, and so is the job */
+        return rc;
+    int finite = all_finite(m->host_params, m->n_params);
     if (t->bad_run > 0 || !finite) {
         if (t->rank == 0)
             dl_metrics_say(&t->metrics, "checkpoint of step %lld not saved: %s", (long long)done,
@@ -387,7 +468,6 @@ static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *
     }
     watch_checkpoint(t, "the checkpoint", done);
     float *avg = NULL, *rows = NULL; /* rows: every rank's state, on rank 0 */
-    int rc = 0;
     if (m->n_state && !(avg = dl_calloc((size_t)m->n_state, sizeof(float), err)))
         rc = DL_ENOMEM;
     if (!rc && m->n_state && t->rank == 0 &&
@@ -395,11 +475,12 @@ static int save_checkpoint(trainer_t *t, int64_t done, double wall_s, dl_err_t *
         rc = DL_ENOMEM;
     rc = agree(t->comm, rc, err);
     if (!rc && avg) { /* the file's statistics: the ranks' average, as evaluation uses */
-        memcpy(avg, m->state, (size_t)m->n_state * sizeof(float));
+        memcpy(avg, m->host_state, (size_t)m->n_state * sizeof(float));
         rc = average_over_ranks(t, avg, m->n_state, err);
     }
     if (!rc && avg) /* and each rank's own, for an exact resume on as many ranks */
-        rc = dl_comm_gather(t->comm, m->state, rows, m->n_state * (int64_t)sizeof(float), 0, err);
+        rc = dl_comm_gather(t->comm, m->host_state, rows, m->n_state * (int64_t)sizeof(float), 0,
+                            err);
     if (!rc && t->rank == 0) {
         dl_ckpt_model_t cm = ckpt_model(t);
         cm.state = avg;
@@ -511,15 +592,19 @@ static int load_checkpoint(trainer_t *t, const char *path, dl_err_t *err)
     if (!rc)
         rc = dl_comm_broadcast(t->comm, sched, sizeof sched, 0, err);
     if (!rc)
-        rc = dl_comm_broadcast(t->comm, m->params, m->n_params * (int64_t)sizeof(float), 0, err);
+        rc = dl_comm_broadcast(t->comm, m->host_params, m->n_params * (int64_t)sizeof(float), 0,
+                               err);
     if (!rc && t->opt.m)
         rc = dl_comm_broadcast(t->comm, t->opt.m, t->opt.n * (int64_t)sizeof(float), 0, err);
     if (!rc && t->opt.v)
         rc = dl_comm_broadcast(t->comm, t->opt.v, t->opt.n * (int64_t)sizeof(float), 0, err);
     if (!rc && m->n_state && hdr[8]) /* each rank its own row */
-        rc = dl_comm_scatter(t->comm, rows, m->state, m->n_state * (int64_t)sizeof(float), 0, err);
+        rc = dl_comm_scatter(t->comm, rows, m->host_state, m->n_state * (int64_t)sizeof(float), 0,
+                             err);
     else if (!rc && m->n_state) /* the ranks' average */
-        rc = dl_comm_broadcast(t->comm, m->state, m->n_state * (int64_t)sizeof(float), 0, err);
+        rc = dl_comm_broadcast(t->comm, m->host_state, m->n_state * (int64_t)sizeof(float), 0, err);
+    if (!rc)
+        rc = push(t, err);
     free(rows);
     free(meta.job_text);
     if (rc)
@@ -595,7 +680,43 @@ static int resume(trainer_t *t, dl_err_t *err)
  * different running statistics: evaluate (and save) with their average. */
 static int average_state(trainer_t *t, dl_err_t *err)
 {
-    return average_over_ranks(t, t->model.state, t->model.n_state, err);
+    if (t->world == 1 || !t->model.n_state)
+        return 0;
+    int rc = dl_model_to_host(&t->model, err);
+    if (!rc)
+        rc = average_over_ranks(t, t->model.host_state, t->model.n_state, err);
+    return rc ? rc : dl_model_to_device(&t->model, err);
+}
+
+/* On a GPU: copy the batch x (n samples) and its labels y to the device;
+ * *x then points at the device copy. Nothing to do on the CPU. */
+static int upload(trainer_t *t, float **x, const int32_t *y, int n, dl_err_t *err)
+{
+    if (t->dev == DL_DEV_CPU)
+        return 0;
+    dl_cuda_t *g = t->model.cuda;
+    int rc = dl_dev_copy(g, t->gx, *x, (size_t)n * (size_t)t->plan.in_size * sizeof(float),
+                         DL_COPY_H2D, err);
+    if (!rc)
+        rc = dl_dev_copy(g, t->gy, y, (size_t)n * sizeof(int32_t), DL_COPY_H2D, err);
+    *x = t->gx;
+    return rc;
+}
+
+/* Softmax cross-entropy of n rows of logits on the model's device (labels
+ * y on the host; on a GPU their uploaded copy is used): *sum gets the
+ * summed loss, *correct the hits, dlogits (if not NULL) scale * the
+ * gradient. */
+static int batch_loss(trainer_t *t, const float *logits, const int32_t *y, int n, float scale,
+                      float *dlogits, double *sum, int64_t *correct, dl_err_t *err)
+{
+    int k = t->plan.train.num_classes;
+    float ls = (float)t->cfg->label_smoothing;
+    if (t->dev == DL_DEV_CUDA)
+        return dl_cuda_softmax_xent(t->model.cuda, logits, t->gy, n, k, ls, scale, dlogits, sum,
+                                    correct, err);
+    *sum = dl_softmax_xent(logits, y, n, k, ls, scale, dlogits, correct);
+    return 0;
 }
 
 /* Ask for this rank's test samples [lo + i*chunk, ...). */
@@ -613,7 +734,6 @@ static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
 {
     int64_t n = t->plan.test.n;
     int64_t lo = n * t->rank / t->world, hi = n * (t->rank + 1) / t->world;
-    int k = t->plan.train.num_classes;
     double sums[3] = {0, 0, 0}; /* loss, correct, samples */
     int rc = t->state_shared ? 0 : average_state(t, err);
     t->model.ctx.training = 0;
@@ -631,14 +751,17 @@ static int evaluate(trainer_t *t, double *loss, double *acc, dl_err_t *err)
         if (rc || (rc = take_batch(t, &x, &y, &nb, NULL, err)) != 0)
             break;
         pending--;
-        const float *logits = dl_model_forward(&t->model, x, nb, err);
-        if (!logits) {
+        const float *logits = NULL;
+        if ((rc = upload(t, &x, y, nb, err)) == 0 &&
+            !(logits = dl_model_forward(&t->model, x, nb, err)))
             rc = err->code;
-            break;
-        }
         int64_t correct = 0;
-        sums[0] +=
-            dl_softmax_xent(logits, y, nb, k, (float)t->cfg->label_smoothing, 0.0f, NULL, &correct);
+        double lsum = 0.0;
+        if (!rc)
+            rc = batch_loss(t, logits, y, nb, 0.0f, NULL, &lsum, &correct, err);
+        if (rc)
+            break;
+        sums[0] += lsum;
         sums[1] += (double)correct;
         sums[2] += nb;
     }
@@ -679,6 +802,22 @@ static int prefetch(trainer_t *t, int64_t step, int64_t limit, dl_err_t *err)
     return rc;
 }
 
+/* The fault injection of tests ([dl_fault_nan], DLTRAIN_FAULT_NAN): a NaN
+ * gradient on the chosen rank and step, on either device. */
+static int inject_nan(trainer_t *t, int64_t step, dl_err_t *err)
+{
+    dl_model_t *m = &t->model;
+    if (t->dev == DL_DEV_CPU) {
+        dl_fault_nan(t->rank, step, m->grads, m->n_params);
+        return 0;
+    }
+    float first = 0.0f; /* it poisons the first gradient */
+    dl_fault_nan(t->rank, step, &first, 1);
+    if (first == first)
+        return 0;
+    return dl_dev_copy(m->cuda, m->grads, &first, sizeof first, DL_COPY_H2D, err);
+}
+
 /* Forward and backward on this rank's part of global batch `step`, whose
  * batch was requested earlier, and the all-reduce of the gradients; the
  * caller decides whether the optimiser takes the step. step_acc[0..1] get
@@ -699,20 +838,25 @@ static int train_step(trainer_t *t, int64_t step, double *step_acc, dl_err_t *er
     dl_augment_batch(&t->aug, x, b, epoch, dl_sampler_pos(&t->sampler, step), t->aug_scratch);
     dl_model_t *m = &t->model;
     if (m->n_state) /* batch-norm running statistics, in case the step is bad */
-        memcpy(t->state_backup, m->state, (size_t)m->n_state * sizeof(float));
+        rc = dl_dev_copy(m->cuda, t->state_backup, m->state, (size_t)m->n_state * sizeof(float),
+                         DL_COPY_D2D, err);
+    if (!rc)
+        rc = upload(t, &x, y, b, err);
+    if (rc)
+        return rc;
     m->ctx.training = 1;
     m->ctx.step = (uint64_t)step;
     const float *logits = dl_model_forward(m, x, b, err);
     if (!logits)
         return err->code;
     int64_t correct = 0;
-    step_acc[0] =
-        dl_softmax_xent(logits, y, b, p->train.num_classes, (float)t->cfg->label_smoothing,
-                        1.0f / (float)p->global_batch, t->dlogits, &correct);
+    rc = batch_loss(t, logits, y, b, 1.0f / (float)p->global_batch, t->dlogits, &step_acc[0],
+                    &correct, err);
     step_acc[1] = (double)correct;
-    rc = dl_model_backward(m, t->dlogits, b, err);
     if (!rc)
-        dl_fault_nan(t->rank, step, m->grads, m->n_params);
+        rc = dl_model_backward(m, t->dlogits, b, err);
+    if (!rc)
+        rc = inject_nan(t, step, err);
     if (!rc) {
         double t0 = now_s();
         rc = dl_comm_allreduce_sum_f32(t->comm, m->grads, m->n_params, err);
@@ -732,7 +876,14 @@ typedef struct step_control {
 static int agree_control(trainer_t *t, double loss_sum, step_control_t *c, dl_err_t *err)
 {
     const dl_model_t *m = &t->model;
-    int finite = isfinite(loss_sum) && all_finite(m->grads, m->n_params);
+    int finite = isfinite(loss_sum);
+    if (t->dev == DL_DEV_CPU)
+        finite = finite && all_finite(m->grads, m->n_params);
+    else if (finite) {
+        int rc = dl_cuda_all_finite(m->cuda, m->grads, m->n_params, &finite, err);
+        if (rc)
+            return rc;
+    }
     double every_s = 60.0 * t->cfg->ckpt.every_minutes;
     int64_t v[3] = {
         -(int64_t)dl_signal_pending(), -(int64_t)!finite,
@@ -750,8 +901,12 @@ static int agree_control(trainer_t *t, double loss_sum, step_control_t *c, dl_er
 static int skip_bad_step(trainer_t *t, int64_t step, int *rollback, dl_err_t *err)
 {
     dl_model_t *m = &t->model;
-    if (m->n_state)
-        memcpy(m->state, t->state_backup, (size_t)m->n_state * sizeof(float));
+    if (m->n_state) {
+        int rc = dl_dev_copy(m->cuda, m->state, t->state_backup, (size_t)m->n_state * sizeof(float),
+                             DL_COPY_D2D, err);
+        if (rc)
+            return rc;
+    }
     t->bad_run++;
     if (t->rank == 0)
         dl_metrics_say(&t->metrics,
@@ -781,10 +936,13 @@ typedef struct run_result {
  * bug or a faulty node, and the results are not written. */
 static int check_ranks_identical(trainer_t *t, run_result_t *r, dl_err_t *err)
 {
+    int rc = pull(t, err);
+    if (rc)
+        return rc;
     uint64_t d = dl_model_digest(&t->model);
     int64_t hi = (int64_t)(d >> 32), lo = (int64_t)(d & 0xffffffffu);
     int64_t v[4] = {hi, lo, -hi, -lo};
-    int rc = dl_comm_allreduce_min_i64(t->comm, v, 4, err);
+    rc = dl_comm_allreduce_min_i64(t->comm, v, 4, err);
     if (rc)
         return rc;
     r->ranks_identical = v[0] == -v[2] && v[1] == -v[3];
@@ -816,7 +974,7 @@ static int write_outputs(trainer_t *t, const run_result_t *r, dl_err_t *err)
     const dl_plan_t *p = &t->plan;
     char path[DL_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/params.bin", cfg->run_dir);
-    int rc = dl_params_write(path, t->model.params, t->model.n_params, t->model.state,
+    int rc = dl_params_write(path, t->model.host_params, t->model.n_params, t->model.host_state,
                              t->model.n_state, err);
     if (rc)
         return rc;
@@ -1067,7 +1225,7 @@ static int run_loop(trainer_t *t, run_result_t *r, dl_err_t *err)
             }
         } else if (!rc) {
             t->bad_run = 0;
-            dl_optim_step(&t->opt, t->model.params, t->model.grads, lr);
+            rc = dl_optim_step_dev(&t->opt, t->model.params, t->model.grads, lr, err);
             acc[0] += step_acc[0];
             acc[1] += step_acc[1];
             acc[2] += 1;
@@ -1135,7 +1293,7 @@ static void announce(trainer_t *t, const dl_dist_t *dist)
 /* What rank 0 learns of every rank for the start-up report. */
 typedef struct rank_info {
     char host[64];
-    char device[16];
+    char device[160];
     int32_t local_rank, local_size, threads, pid;
 } rank_info_t;
 
@@ -1165,7 +1323,7 @@ static int report_ranks(trainer_t *t, const dl_dist_t *dist, dl_err_t *err)
                       .threads = dist->threads,
                       .pid = (int32_t)getpid()};
     snprintf(me.host, sizeof me.host, "%.63s", dist->host);
-    snprintf(me.device, sizeof me.device, "cpu");
+    snprintf(me.device, sizeof me.device, "%s", t->device_name);
     rank_info_t *all = NULL;
     int *idx = NULL, rc = 0;
     if (t->rank == 0 && (!(all = dl_calloc((size_t)t->world, sizeof *all, err)) ||
@@ -1272,7 +1430,9 @@ int dl_train_run(const dl_config_t *cfg, const char *job_text, dl_dist_t *dist, 
                    .evaluated_at = -1,
                    .job_text = job_text};
     dl_plateau_init(&t.plateau, &cfg->sched);
-    int rc = dl_plan_make(cfg, t.world, &t.plan, &t.train, &t.test, err);
+    int rc = select_device(&t, dist, err);
+    if (!rc)
+        rc = dl_plan_make(cfg, t.world, &t.plan, &t.train, &t.test, err);
     if (!rc)
         rc = alloc_buffers(&t, err);
     if (!rc)
@@ -1404,9 +1564,12 @@ static int load_for_eval(trainer_t *t, eval_run_t *e, dl_err_t *err)
     if (!rc)
         rc = dl_comm_broadcast(t->comm, &e->step, sizeof e->step, 0, err);
     if (!rc)
-        rc = dl_comm_broadcast(t->comm, m->params, m->n_params * (int64_t)sizeof(float), 0, err);
+        rc = dl_comm_broadcast(t->comm, m->host_params, m->n_params * (int64_t)sizeof(float), 0,
+                               err);
     if (!rc && m->n_state)
-        rc = dl_comm_broadcast(t->comm, m->state, m->n_state * (int64_t)sizeof(float), 0, err);
+        rc = dl_comm_broadcast(t->comm, m->host_state, m->n_state * (int64_t)sizeof(float), 0, err);
+    if (!rc)
+        rc = dl_model_to_device(m, err);
     t->state_shared = 1;
     return rc;
 }
@@ -1472,7 +1635,8 @@ static int write_evaluation(trainer_t *t, const eval_run_t *e, dl_err_t *err)
     return 0;
 }
 
-int dl_train_evaluate(const dl_config_t *cfg, const char *ckpt_path, dl_comm_t *comm, dl_err_t *err)
+int dl_train_evaluate(const dl_config_t *cfg, const char *ckpt_path, const dl_dist_t *dist,
+                      dl_comm_t *comm, dl_err_t *err)
 {
     int world = dl_comm_size(comm);
     dl_comm_watch(comm, cfg->ckpt.timeout_s, "evaluating a checkpoint");
@@ -1484,7 +1648,12 @@ int dl_train_evaluate(const dl_config_t *cfg, const char *ckpt_path, dl_comm_t *
                    .world = world,
                    .lr_scale = 1.0,
                    .rollback_to = -1};
-    int rc = ecfg ? dl_plan_make(ecfg, world, &t.plan, &t.train, &t.test, err) : DL_ENOMEM;
+    int rc = ecfg ? 0 : DL_ENOMEM;
+    rc = agree(comm, rc, err);
+    if (!rc)
+        rc = select_device(&t, dist, err);
+    if (!rc)
+        rc = dl_plan_make(ecfg, world, &t.plan, &t.train, &t.test, err);
     if (!rc)
         rc = alloc_buffers(&t, err);
     rc = agree(comm, rc, err);

@@ -20,7 +20,7 @@ int dl_train_run(const dl_config_t *cfg, const char *job_text, dl_dist_t *dist, 
  * prints the result and writes RUN_DIR/evaluation.json and a row of
  * RUN_DIR/eval.csv. Collective, with the same error contract as
  * dl_train_run. */
-int dl_train_evaluate(const dl_config_t *cfg, const char *ckpt_path, dl_comm_t *comm,
-                      dl_err_t *err);
+int dl_train_evaluate(const dl_config_t *cfg, const char *ckpt_path, const dl_dist_t *dist,
+                      dl_comm_t *comm, dl_err_t *err);
 
 #endif

@@ -26,8 +26,20 @@ expect_in $out "ranks 4, batch 32 per rank, global batch 128" "--check 4 ranks"
 # --check finds errors too, without MPI.
 "$DLTRAIN" --check "$JOB" data.train=missing.h5 >$out 2>&1; expect_status 2 $? "--check missing"
 expect_in $out "missing.h5" "--check missing"
-"$DLTRAIN" --check "$JOB" $DATA train.device=cuda >$out 2>&1; expect_status 2 $? "--check cuda"
-expect_in $out "no CUDA backend" "--check cuda"
+# device = cuda: an error in a build without CUDA; a build with it checks
+# the GPUs when training starts (--check may run on a node without any).
+if "$DLTRAIN" --version | grep -q "CUDA backends"; then
+    "$DLTRAIN" --check "$JOB" $DATA train.device=cuda >$out 2>&1; expect_status 0 $? "--check cuda"
+    # ... and a run on this machine without a GPU says why it cannot start
+    if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
+        "$DLTRAIN" "$JOB" $DATA train.device=cuda train.run_dir=cuda-run >$out 2>&1
+        expect_status 2 $? "cuda without a GPU"
+        expect_in $out "[train] device = cuda, but CUDA" "cuda without a GPU"
+    fi
+else
+    "$DLTRAIN" --check "$JOB" $DATA train.device=cuda >$out 2>&1; expect_status 2 $? "--check cuda"
+    expect_in $out "built without CUDA" "--check cuda"
+fi
 
 # --check prints the layer table of a CNN, and finds model errors with the line.
 cat >cnn.ini <<EOT
