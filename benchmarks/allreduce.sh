@@ -2,11 +2,13 @@
 # Our collectives layer (dl_comm_allreduce_sum_f32) against raw MPI_Allreduce
 # on the same buffer in the same run, nccl-tests style: sizes 8 B to 256 MiB,
 # time, algorithm and bus bandwidth of both, and the ratio ours/raw (target:
-# within 5% at 1 MiB and above). Figures only: nothing passes or fails on
-# time.
+# within 5% at 1 MiB and above). With --nccl, GPU buffers: our NCCL path
+# (dl_comm_nccl_allreduce_sum_f32 + dl_comm_nccl_wait) against raw
+# ncclAllReduce, one GPU per rank (a CUDA build; one rank per GPU of the
+# node). Figures only: nothing passes or fails on time.
 #
-#   benchmarks/allreduce.sh [-np N] [--max-bytes B] [bench_allreduce options:
-#                           --min-bytes B --factor 2|4 --reps N --target-ms MS]
+#   benchmarks/allreduce.sh [-np N] [--nccl] [--max-bytes B] [bench_allreduce
+#                           options: --min-bytes B --factor 2|4 --reps N --target-ms MS]
 #
 # -np: ranks (default 2; more than the cores oversubscribe them, which
 # measures the scheduler more than MPI). B: bytes, or with K, M or G.
@@ -15,12 +17,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 np=2
+nccl=0
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
     -np|--np) np=$2; shift 2 ;;
+    --nccl) nccl=1; args+=("$1"); shift ;;
     -h|--help)
-        sed -n '2,14s/^# \{0,1\}//p' "$0"
+        sed -n '2,16s/^# \{0,1\}//p' "$0"
         exit 0 ;;
     *) args+=("$1"); shift ;;
     esac
@@ -30,7 +34,7 @@ cmake -S . -B "$build" >/dev/null
 cmake --build "$build" -j"$(nproc)" --target bench_allreduce >/dev/null
 . launch/mpirun-flags.sh
 cores=$(nproc)
-if [ "$np" -gt "$cores" ]; then
+if [ "$nccl" = 0 ] && [ "$np" -gt "$cores" ]; then
     echo "warning: $np ranks on $cores cores: the ranks share cores (oversubscribed), so" \
          "times include waiting for the CPU" >&2
 fi

@@ -1,6 +1,7 @@
 /* dltrain collectives: how ranks talk. One small interface over the world of
- * ranks; the MPI implementation is comm_mpi.c (an NCCL one joins it for the
- * GPU path). Nothing else in dltrain calls MPI for training traffic.
+ * ranks; the MPI implementation is comm_mpi.c, and comm_nccl.c adds NCCL
+ * for GPU memory (the last section). Nothing else in dltrain calls MPI or
+ * NCCL for training traffic.
  * All calls are collective: every rank calls them in the same order. */
 #ifndef DL_COMM_H
 #define DL_COMM_H
@@ -56,5 +57,36 @@ int dl_comm_gather(dl_comm_t *c, const void *send, void *recv, int64_t bytes, in
  * root's send (size x bytes, rank after rank; used on root only). */
 int dl_comm_scatter(dl_comm_t *c, const void *send, void *recv, int64_t bytes, int root,
                     dl_err_t *err);
+
+/* ---- NCCL: collectives on GPU memory (the GPU path) ----------------------
+ * An NCCL communicator over the same ranks, beside the MPI one, which stays
+ * for everything else (CPU buffers, agreement, checkpoints). One GPU per
+ * rank. The communicator is non-blocking (ncclConfig_t.blocking = 0): the
+ * calling thread polls NCCL and the stream, so the watchdog above watches
+ * NCCL operations as it watches MPI ones (the same message, the same
+ * status 3) and, before it ends the job, aborts the NCCL communicator
+ * (ncclCommAbort) so that a collective hung in the GPU cannot keep the
+ * processes alive. A failure inside NCCL ends the job with status 3 too.
+ * dl_comm_free finalizes and destroys the NCCL communicator on every rank
+ * (aborts it when that fails or takes longer than the watchdog's timeout,
+ * or 60 s with the watchdog off). comm_nccl.c implements these; a build
+ * without CUDA links comm_nccl_none.c, whose calls fail with DL_EINPUT and
+ * say so. */
+
+/* Create the NCCL communicator of c: collective, after each rank made its
+ * GPU current (dl_cuda_use_device, models/device.h). Rank 0 makes NCCL's
+ * unique id and broadcasts it over c. Fails on every rank, DL_EINPUT, when
+ * a rank has no GPU or this build has no CUDA. */
+int dl_comm_nccl_init(dl_comm_t *c, dl_err_t *err);
+/* 1 once dl_comm_nccl_init has succeeded on c. */
+int dl_comm_nccl_enabled(const dl_comm_t *c);
+/* Queue an in-place sum over all ranks of n floats of GPU memory on stream
+ * (a cudaStream_t; NULL: the default stream). Returns once it is queued;
+ * dl_comm_nccl_wait waits for it. Counts may exceed 2^31. */
+int dl_comm_nccl_allreduce_sum_f32(dl_comm_t *c, float *dev_buf, int64_t n, void *stream,
+                                   dl_err_t *err);
+/* Wait until everything queued on stream has run (collective: the
+ * watchdog watches it as an NCCL all-reduce). */
+int dl_comm_nccl_wait(dl_comm_t *c, void *stream, dl_err_t *err);
 
 #endif

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "comm.h"
+#include "comm_internal.h"
 
 struct dl_comm {
     MPI_Comm comm;
@@ -44,10 +45,13 @@ struct dl_comm {
     int64_t *seen;    /* rank 0: per rank, the newest collective it said it waits in */
     int64_t hb_val;   /* the heartbeat being sent, and its request */
     MPI_Request hb_req;
+    dl_comm_ext_t ext; /* the NCCL communicator beside this one (comm_internal.h) */
 };
 
-enum { OP_ALLREDUCE, OP_BROADCAST, OP_BARRIER, OP_GATHER, OP_SCATTER };
-static const char *const op_names[] = {"all-reduce", "broadcast", "barrier", "gather", "scatter"};
+enum { OP_ALLREDUCE, OP_BROADCAST, OP_BARRIER, OP_GATHER, OP_SCATTER, OP_NCCL_INIT, OP_NCCL };
+static const char *const op_names[] = {"all-reduce",     "broadcast", "barrier",
+                                       "gather",         "scatter",   "NCCL initialisation",
+                                       "NCCL all-reduce"};
 
 /* A rank that has waited this long at a collective tells rank 0 (seconds,
  * at most a quarter of the timeout). */
@@ -75,7 +79,8 @@ static int mpi_fail(dl_err_t *err, int rc, const char *what, const char *file, i
 
 /* End the job from inside a collective: the other ranks are (or will be)
  * blocked in it, so returning an error would leave them hanging. */
-static void fatal(dl_comm_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fatal(dl_comm_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)))
+__attribute__((noreturn));
 static void fatal(dl_comm_t *c, const char *fmt, ...)
 {
     char msg[1024];
@@ -87,6 +92,8 @@ static void fatal(dl_comm_t *c, const char *fmt, ...)
             DL_EXIT_ABORT);
     fflush(stderr);
     fflush(stdout);
+    if (c->ext.abort) /* the NCCL communicator, whose kernels could keep the process */
+        c->ext.abort(c->ext.arg);
     MPI_Abort(MPI_COMM_WORLD, DL_EXIT_ABORT);
     abort(); /* not reached: MPI_Abort does not return */
 }
@@ -316,6 +323,9 @@ void dl_comm_free(dl_comm_t *c)
 {
     if (!c)
         return;
+    if (c->ext.release)
+        c->ext.release(c->ext.arg);
+    c->ext = (dl_comm_ext_t){0};
     if (c->thread_started) {
         pthread_mutex_lock(&c->mu);
         c->stop = 1;
@@ -335,6 +345,46 @@ void dl_comm_free(dl_comm_t *c)
     MPI_Comm_free(&c->comm);
     free(c->seen);
     free(c);
+}
+
+void dl_comm_set_ext(dl_comm_t *c, const dl_comm_ext_t *ext)
+{
+    c->ext = ext ? *ext : (dl_comm_ext_t){0};
+}
+
+void *dl_comm_ext_arg(const dl_comm_t *c)
+{
+    return c->ext.arg;
+}
+
+void dl_comm_enter_nccl(dl_comm_t *c, int init)
+{
+    enter(c, init ? OP_NCCL_INIT : OP_NCCL);
+}
+
+void dl_comm_leave_nccl(dl_comm_t *c)
+{
+    leave(c);
+}
+
+double dl_comm_watch_state(dl_comm_t *c, char *what, size_t what_size)
+{
+    pthread_mutex_lock(&c->mu);
+    double t = c->timeout_s;
+    if (what)
+        snprintf(what, what_size, "%s", c->what[0] ? c->what : "start-up");
+    pthread_mutex_unlock(&c->mu);
+    return t;
+}
+
+void dl_comm_fatal(dl_comm_t *c, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fatal(c, "%s", msg);
 }
 
 int dl_comm_watchdog_running(const dl_comm_t *c)

@@ -116,6 +116,8 @@ typedef struct trainer {
     dl_metrics_t metrics;
 } trainer_t;
 
+static int check_gpus_distinct(trainer_t *t, const dl_dist_t *dist, const char *bus, dl_err_t *err);
+
 /* Where this rank computes ([train] device): the CPU; or its GPU, the one
  * of its local rank (a rank that sees a single GPU, as with Slurm's
  * --gpus-per-task, takes that one). Collective: rank 0 checks that no two
@@ -149,21 +151,66 @@ static int select_device(trainer_t *t, const dl_dist_t *dist, dl_err_t *err)
             snprintf(t->device_name, sizeof t->device_name, "cuda:%d (%.100s)", index, name);
         }
     }
+    rc = agree(t->comm, rc, err);
+    /* Every rank on the same kind of device: with auto, all on the CPU
+     * unless all found a GPU. */
+    int64_t on_gpu = t->dev == DL_DEV_CUDA;
+    if (!rc)
+        rc = dl_comm_allreduce_min_i64(t->comm, &on_gpu, 1, err);
+    if (!rc && !on_gpu && t->dev == DL_DEV_CUDA) {
+        t->dev = DL_DEV_CPU;
+        snprintf(t->device_name, sizeof t->device_name,
+                 "cpu (device = auto: not every rank "
+                 "has a GPU)");
+    }
     if (!rc && t->dev == DL_DEV_CUDA && t->world > 1)
-        rc = DL_ERR(err, DL_EINPUT,
-                    "%s: [train] device = %s with %d ranks: this version trains on one GPU "
-                    "only (the NCCL gradient all-reduce is not wired in yet); run one rank, or "
-                    "use device = cpu",
-                    cfg->path, cfg->device == DL_DEVICE_AUTO ? "auto" : "cuda", t->world);
+        rc = check_gpus_distinct(t, dist, bus, err);
+    if (!rc && t->dev == DL_DEV_CUDA && t->world > 1)
+        rc = dl_comm_nccl_init(t->comm, err);
+    return rc;
+}
+
+/* Rank 0 makes sure no two ranks of a node share a GPU (NCCL would refuse
+ * it with a less helpful message). Collective. */
+static int check_gpus_distinct(trainer_t *t, const dl_dist_t *dist, const char *bus, dl_err_t *err)
+{
+    char me[128] = "", *all = NULL;
+    snprintf(me, sizeof me, "%.63s|%.63s", dist->host, bus);
+    int rc = 0;
+    if (t->rank == 0 && !(all = dl_calloc((size_t)t->world, sizeof me, err)))
+        rc = DL_ENOMEM;
+    rc = agree(t->comm, rc, err);
+    if (!rc)
+        rc = dl_comm_gather(t->comm, me, all, (int64_t)sizeof me, 0, err);
+    for (int r = 0; !rc && t->rank == 0 && r < t->world; r++)
+        for (int q = 0; q < r; q++)
+            if (!strcmp(all + (size_t)q * sizeof me, all + (size_t)r * sizeof me)) {
+                const char *at = all + (size_t)r * sizeof me;
+                rc = DL_ERR(err, DL_EINPUT,
+                            "%s: ranks %d and %d both got GPU %s on node %.*s: each rank needs a "
+                            "GPU of its own (NCCL refuses two ranks on one GPU); give each rank "
+                            "its own GPU (CUDA_VISIBLE_DEVICES, Slurm's --gpus-per-task=1), "
+                            "start fewer ranks per node, or use device = cpu",
+                            t->cfg->path, q, r, strchr(at, '|') + 1, (int)(strchr(at, '|') - at),
+                            at);
+                break;
+            }
+    free(all);
     return agree(t->comm, rc, err);
 }
 
 /* The model's only collective (synchronised batch norm), in the shape
- * models/ asks for. */
-static int model_allreduce(void *comm, float *buf, int64_t n)
+ * models/ asks for: arg is the trainer; buf is GPU memory on a GPU, where
+ * NCCL sums it on the model's stream. */
+static int model_allreduce(void *arg, float *buf, int64_t n)
 {
+    trainer_t *t = arg;
     dl_err_t err = {0};
-    return dl_comm_allreduce_sum_f32(comm, buf, n, &err);
+    if (t->dev == DL_DEV_CPU)
+        return dl_comm_allreduce_sum_f32(t->comm, buf, n, &err);
+    void *stream = dl_cuda_stream(t->model.cuda);
+    int rc = dl_comm_nccl_allreduce_sum_f32(t->comm, buf, n, stream, &err);
+    return rc ? rc : dl_comm_nccl_wait(t->comm, stream, &err);
 }
 
 static int setup_augment(trainer_t *t, dl_err_t *err)
@@ -199,7 +246,7 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
     t->model.ctx = (dl_model_ctx_t){.seed = (uint64_t)t->cfg->seed,
                                     .rank = t->rank,
                                     .allreduce_sum = t->world > 1 ? model_allreduce : NULL,
-                                    .comm = t->comm};
+                                    .comm = t};
     rc = dl_optim_init(&t->opt, &t->cfg->optim, t->model.n_params, err);
     if (!rc && t->dev == DL_DEV_CUDA)
         rc = dl_optim_use_cuda(&t->opt, t->model.cuda, err);
@@ -802,6 +849,19 @@ static int prefetch(trainer_t *t, int64_t step, int64_t limit, dl_err_t *err)
     return rc;
 }
 
+/* The sum of the ranks' gradients: MPI on the CPU, NCCL on GPUs. */
+static int grads_allreduce(trainer_t *t, dl_err_t *err)
+{
+    dl_model_t *m = &t->model;
+    if (t->dev == DL_DEV_CPU)
+        return dl_comm_allreduce_sum_f32(t->comm, m->grads, m->n_params, err);
+    if (t->world == 1) /* one GPU: nothing to sum */
+        return 0;
+    void *stream = dl_cuda_stream(m->cuda);
+    int rc = dl_comm_nccl_allreduce_sum_f32(t->comm, m->grads, m->n_params, stream, err);
+    return rc ? rc : dl_comm_nccl_wait(t->comm, stream, err);
+}
+
 /* The fault injection of tests ([dl_fault_nan], DLTRAIN_FAULT_NAN): a NaN
  * gradient on the chosen rank and step, on either device. */
 static int inject_nan(trainer_t *t, int64_t step, dl_err_t *err)
@@ -859,7 +919,7 @@ static int train_step(trainer_t *t, int64_t step, double *step_acc, dl_err_t *er
         rc = inject_nan(t, step, err);
     if (!rc) {
         double t0 = now_s();
-        rc = dl_comm_allreduce_sum_f32(t->comm, m->grads, m->n_params, err);
+        rc = grads_allreduce(t, err);
         t->allreduce_s += now_s() - t0;
     }
     return rc;
