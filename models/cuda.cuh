@@ -21,6 +21,8 @@ struct dl_cuda {
     int64_t n_ones;
     double *reduce;      /* small device scratch for reductions (DL_CUDA_REDUCE doubles) */
     double *reduce_host; /* pinned, the same size */
+    double *rows;        /* n_rows doubles: per-row scratch of the loss */
+    int64_t n_rows;
 };
 #define DL_CUDA_REDUCE 64
 

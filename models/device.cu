@@ -120,6 +120,7 @@ extern "C" void dl_cuda_destroy(dl_cuda_t *g)
     if (g->blas)
         cublasDestroy(g->blas);
     cudaFree(g->ones);
+    cudaFree(g->rows);
     cudaFree(g->reduce);
     cudaFreeHost(g->reduce_host);
     if (g->stream)
@@ -376,19 +377,21 @@ extern "C" int dl_cuda_softmax_xent(dl_cuda_t *g, const float *logits, const int
                                     int k, float smoothing, float scale, float *dlogits,
                                     double *loss_sum, int64_t *correct, dl_err_t *err)
 {
-    double *rows = NULL;
-    CUDA_TRY(cudaMallocAsync(&rows, 2 * (size_t)n * sizeof(double), g->stream), err);
+    if (2 * (int64_t)n > g->n_rows) { /* grown once, kept for the next batches */
+        CUDA_TRY(cudaStreamSynchronize(g->stream), err);
+        cudaFree(g->rows);
+        g->rows = NULL;
+        g->n_rows = 0;
+        CUDA_TRY(cudaMalloc(&g->rows, 2 * (size_t)n * sizeof(double)), err);
+        g->n_rows = 2 * (int64_t)n;
+    }
+    double *rows = g->rows;
     int64_t threads = (int64_t)n * 32;
     xent_kernel<<<(unsigned)((threads + THREADS - 1) / THREADS), THREADS, 0, g->stream>>>(
         logits, labels, n, k, (double)smoothing, scale, dlogits, rows, rows + n);
-    cudaError_t rc = cudaGetLastError();
-    if (rc == cudaSuccess) {
-        sum2_kernel<<<1, THREADS, 0, g->stream>>>(rows, rows + n, n, g->reduce);
-        rc = cudaGetLastError();
-    }
-    cudaFreeAsync(rows, g->stream);
-    if (rc != cudaSuccess)
-        return dl_cuda_fail(err, rc, "the loss kernel", __FILE__, __LINE__);
+    LAUNCH_CHECK(err);
+    sum2_kernel<<<1, THREADS, 0, g->stream>>>(rows, rows + n, n, g->reduce);
+    LAUNCH_CHECK(err);
     CUDA_TRY(cudaMemcpyAsync(g->reduce_host, g->reduce, 2 * sizeof(double), cudaMemcpyDeviceToHost,
                              g->stream),
              err);
