@@ -6,13 +6,24 @@
  * benchmark: it prints figures and never fails on time.
  *
  *   bench_train --model mlp|cnn|cnn2bn [--batch 128] [--threads 1] [--steps N]
- *               [--reps 7] [--json] [--layers]
+ *               [--reps 7] [--json] [--layers] [--device cpu|cuda] [--tf32]
  *
  * cnn is the preset cnn2; --json prints one JSON line instead of the text
  * (benchmarks/compare_torch.sh reads it). --layers adds where the time goes:
  * each layer's forward and backward, timed one layer at a time over the
  * same number of steps (the loss and the update are left out); a max pool
- * that its convolution applies (l->fuse_pool) counts in the convolution. */
+ * that its convolution applies (l->fuse_pool) counts in the convolution.
+ *
+ * --device cuda runs the same step on GPU 0 (benchmarks/compare_torch_gpu.sh
+ * reads its JSON): the model on the GPU, the batch and labels uploaded once,
+ * forward, dl_cuda_softmax_xent (which brings the loss back to the host, as
+ * training does), backward and the optimiser step on the GPU, each
+ * repetition ending with a device sync. Next to the step's achieved TFLOP/s
+ * it prints the GPU's square-sgemm peak measured in the same run, fp32 (TF32
+ * off, cuBLAS's default math, as the model's products without TF32) and
+ * with TF32; --tf32 lets the model's products use TF32.
+ * With --layers each layer pass is followed by a sync, so small layers show
+ * their launch cost. A build without CUDA, or no GPU, exits 2 saying so. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +40,9 @@
 #define MAX_REPS 64
 #define MAX_SPECS 64
 #define CLASSES 10
+/* The square sgemm the GPU peak is measured on (3 x 256 MiB), and its products. */
+#define GPU_PEAK_N 8192
+#define GPU_PEAK_REPS 10
 
 static double median(double *v, int n)
 {
@@ -68,9 +82,22 @@ static int preset_index(const char *name)
     return -1;
 }
 
+/* Wait for the GPU's queued work (a no-op on the CPU); a failed kernel ends
+ * the benchmark. */
+static void dev_sync(dl_model_t *m)
+{
+    dl_err_t err = {0};
+    if (m->dev == DL_DEV_CUDA && dl_cuda_sync(m->cuda, &err)) {
+        dl_err_print("bench_train", &err);
+        exit(1);
+    }
+}
+
 /* Per-layer forward and backward times in ms per step over `steps` steps,
  * each layer's pass run and timed on its own (as dl_model_forward and
- * dl_model_backward run them; shortcuts are not in the presets timed here). */
+ * dl_model_backward run them, through l->run: the CPU table or the CUDA
+ * one, each pass then followed by a sync; shortcuts are not in the presets
+ * timed here). x and dout are on the model's device. */
 static void layer_times(dl_model_t *m, const float *x, const float *dout, int batch, int steps)
 {
     int nl = m->n_layers;
@@ -88,7 +115,8 @@ static void layer_times(dl_model_t *m, const float *x, const float *dout, int ba
             dl_layer_t *l = &m->layers[i];
             int next = l->fuse_pool ? i + 2 : i + 1;
             double t0 = bench_now_s();
-            l->ops->forward(l, m->acts[i], m->acts[next], batch);
+            l->run->forward(l, m->acts[i], m->acts[next], batch);
+            dev_sync(m);
             tf[i] += bench_now_s() - t0;
             i = next - 1;
         }
@@ -98,8 +126,9 @@ static void layer_times(dl_model_t *m, const float *x, const float *dout, int ba
                 continue;
             int next = l->fuse_pool ? i + 2 : i + 1;
             double t0 = bench_now_s();
-            l->ops->backward(l, m->acts[i], m->acts[next], m->dacts[next],
+            l->run->backward(l, m->acts[i], m->acts[next], m->dacts[next],
                              i > 0 ? m->dacts[i] : NULL, batch);
+            dev_sync(m);
             tb[i] += bench_now_s() - t0;
         }
     }
@@ -124,14 +153,164 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_train --model mlp|cnn|cnn2bn [--batch N] [--threads N] "
-            "[--steps N] [--reps 1..%d] [--json] [--layers]\n",
+            "[--steps N] [--reps 1..%d] [--json] [--layers] [--device cpu|cuda] [--tf32]\n",
             MAX_REPS);
+}
+
+/* What one benchmark run is asked for (the command line). */
+typedef struct bench_args {
+    const char *model, *preset_name;
+    int batch, threads, steps, reps, json, layers, tf32;
+} bench_args_t;
+
+/* The synthetic batch both devices train on: batch samples of in_size
+ * normal floats and uniform labels below CLASSES, from a fixed seed
+ * (malloc'd; 1 when out of memory). */
+static int make_batch(int batch, long in_size, float **x, int32_t **y)
+{
+    *x = malloc(sizeof(float) * (size_t)batch * (size_t)in_size);
+    *y = malloc(sizeof(int32_t) * (size_t)batch);
+    if (!*x || !*y)
+        return 1;
+    dl_rng_t rng;
+    dl_rng_seed(&rng, 7, 0);
+    for (long i = 0; i < (long)batch * in_size; i++)
+        (*x)[i] = (float)dl_rng_normal(&rng);
+    for (int i = 0; i < batch; i++)
+        (*y)[i] = (int32_t)dl_rng_below(&rng, CLASSES);
+    return 0;
+}
+
+/* The benchmark on GPU 0 (--device cuda); returns the exit status. */
+static int bench_cuda(const bench_args_t *a, const dl_layer_spec_t *specs, int n_specs,
+                      dl_shape_t in)
+{
+    char why[256] = "", gpu[160] = "";
+    if (!dl_cuda_built()) {
+        fprintf(stderr,
+                "bench_train: --device cuda: this bench_train was built without CUDA (CMake found "
+                "no CUDA toolkit, or DLTRAIN_CUDA=OFF); rebuild with -DDLTRAIN_CUDA=ON, or use "
+                "--device cpu\n");
+        return 2;
+    }
+    if (dl_cuda_device_count(why, sizeof why) < 1) {
+        fprintf(stderr, "bench_train: --device cuda: %s\n", why);
+        return 2;
+    }
+    dl_err_t err = {0};
+    dl_model_t m;
+    dl_optim_t opt;
+    dl_optim_cfg_t ocfg = {
+        .type = DL_OPT_SGD, .lr = 0.01, .momentum = 0.9, .nesterov = 1, .weight_decay = 5e-4};
+    dl_model_opts_t mo = {.dev = DL_DEV_CUDA, .tf32 = a->tf32};
+    if (dl_cuda_use_device(0, gpu, sizeof gpu, &err) ||
+        dl_model_build_opts(&m, specs, n_specs, in, a->batch, &mo, &err)) {
+        dl_err_print("bench_train", &err);
+        return 1;
+    }
+    if (dl_optim_init(&opt, &ocfg, m.n_params, &err) || dl_optim_use_cuda(&opt, m.cuda, &err)) {
+        dl_err_print("bench_train", &err);
+        return 1;
+    }
+    dl_model_init_params(&m, 1);
+    m.ctx.training = 1;
+    m.ctx.seed = 1;
+    const long in_size = (long)in.c * in.h * in.w;
+    float *x = NULL;
+    int32_t *y = NULL;
+    if (make_batch(a->batch, in_size, &x, &y)) {
+        fprintf(stderr, "bench_train: out of memory\n");
+        return 1;
+    }
+    size_t xbytes = sizeof(float) * (size_t)a->batch * (size_t)in_size;
+    float *gx = dl_dev_alloc(DL_DEV_CUDA, xbytes, &err);
+    int32_t *gy = gx ? dl_dev_alloc(DL_DEV_CUDA, sizeof(int32_t) * (size_t)a->batch, &err) : NULL;
+    float *gdl =
+        gy ? dl_dev_alloc(DL_DEV_CUDA, sizeof(float) * (size_t)a->batch * CLASSES, &err) : NULL;
+    if (!gdl || dl_model_to_device(&m, &err) ||
+        dl_dev_copy(m.cuda, gx, x, xbytes, DL_COPY_H2D, &err) ||
+        dl_dev_copy(m.cuda, gy, y, sizeof(int32_t) * (size_t)a->batch, DL_COPY_H2D, &err) ||
+        dl_cuda_sync(m.cuda, &err)) {
+        dl_err_print("bench_train", &err);
+        return 1;
+    }
+
+    double t[MAX_REPS] = {0}, loss = 0.0;
+    for (int r = -1; r < a->reps; r++) { /* r = -1 is the warm-up */
+        double t0 = bench_now_s();
+        for (int s = 0; s < a->steps; s++) {
+            m.ctx.step++;
+            double loss_sum = 0.0;
+            const float *logits = dl_model_forward(&m, gx, a->batch, &err);
+            if (!logits ||
+                dl_cuda_softmax_xent(m.cuda, logits, gy, a->batch, CLASSES, 0.0f,
+                                     1.0f / (float)a->batch, gdl, &loss_sum, NULL, &err) ||
+                dl_model_backward(&m, gdl, a->batch, &err) ||
+                dl_optim_step_dev(&opt, m.params, m.grads, 0.01, &err)) {
+                dl_err_print("bench_train", &err);
+                return 1;
+            }
+            loss = loss_sum / a->batch;
+        }
+        if (dl_cuda_sync(m.cuda, &err)) {
+            dl_err_print("bench_train", &err);
+            return 1;
+        }
+        if (r >= 0)
+            t[r] = (bench_now_s() - t0) / a->steps;
+    }
+    double step = median(t, a->reps);
+    double train_flops = (double)dl_model_train_flops(&m);
+    double tflops = train_flops * a->batch / step * 1e-12;
+    double peak32 = 0.0, peak_tf32 = 0.0;
+    if (dl_cuda_sgemm_tflops(GPU_PEAK_N, GPU_PEAK_REPS, DL_SGEMM_FP32, &peak32, &err) ||
+        dl_cuda_sgemm_tflops(GPU_PEAK_N, GPU_PEAK_REPS, DL_SGEMM_TF32, &peak_tf32, &err)) {
+        dl_err_print("bench_train", &err);
+        return 1;
+    }
+    double peak = a->tf32 ? peak_tf32 : peak32;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (a->json) {
+        printf("{\"impl\":\"dltrain\",\"device\":\"cuda\",\"gpu\":\"%s\",\"model\":\"%s\","
+               "\"batch\":%d,\"steps\":%d,\"reps\":%d,\"tf32\":%d,\"cores\":%ld,"
+               "\"params\":%lld,\"train_mflop_per_sample\":%.4f,\"step_ms\":%.4f,"
+               "\"samples_per_s\":%.1f,\"tflops\":%.4f,\"sgemm_n\":%d,"
+               "\"sgemm_fp32_tflops\":%.3f,\"sgemm_tf32_tflops\":%.3f,"
+               "\"peak_pct\":%.2f,\"final_loss\":%.5f}\n",
+               gpu, a->model, a->batch, a->steps, a->reps, a->tf32, cores, (long long)m.n_params,
+               train_flops * 1e-6, step * 1e3, a->batch / step, tflops, GPU_PEAK_N, peak32,
+               peak_tf32, 100.0 * tflops / peak, loss);
+    } else {
+        printf("device: GPU 0, %s; TF32 %s for the model's products\n", gpu,
+               a->tf32 ? "on" : "off");
+        printf("model: %s (preset %s, input 1x28x28, %d classes), %lld parameters, %.3f MFLOP "
+               "per training sample\n",
+               a->model, a->preset_name, CLASSES, (long long)m.n_params, train_flops * 1e-6);
+        printf("batch %d: step %.3f ms (median of %d x %d steps after a warm-up, synced at the "
+               "end of each), %.0f samples/s, %.3f TFLOP/s (loss %.4f)\n",
+               a->batch, step * 1e3, a->reps, a->steps, a->batch / step, tflops, loss);
+        printf("cublasSgemm %d^3 peak: %.2f TFLOP/s fp32 (TF32 off), %.2f TFLOP/s with TF32; "
+               "the %s step reaches %.1f%% of the %s figure\n",
+               GPU_PEAK_N, peak32, peak_tf32, a->model, 100.0 * tflops / peak,
+               a->tf32 ? "TF32" : "fp32");
+    }
+    if (a->layers)
+        layer_times(&m, gx, gdl, a->batch, a->steps * a->reps);
+    free(x);
+    free(y);
+    dl_dev_free(DL_DEV_CUDA, gx);
+    dl_dev_free(DL_DEV_CUDA, gy);
+    dl_dev_free(DL_DEV_CUDA, gdl);
+    dl_optim_free(&opt);
+    dl_model_free(&m);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const char *model = NULL;
-    int batch = 128, threads = 1, steps = 0, reps = 7, json = 0, layers = 0;
+    const char *model = NULL, *device = "cpu";
+    int batch = 128, threads = 1, steps = 0, reps = 7, json = 0, layers = 0, tf32 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             json = 1;
@@ -139,6 +318,10 @@ int main(int argc, char **argv)
         }
         if (!strcmp(argv[i], "--layers")) {
             layers = 1;
+            continue;
+        }
+        if (!strcmp(argv[i], "--tf32")) {
+            tf32 = 1;
             continue;
         }
         if (i + 1 >= argc) {
@@ -155,6 +338,8 @@ int main(int argc, char **argv)
             steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps"))
             reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--device"))
+            device = argv[++i];
         else {
             usage();
             return 2;
@@ -162,6 +347,15 @@ int main(int argc, char **argv)
     }
     if (!model || batch < 1 || threads < 1 || steps < 0 || reps < 1 || reps > MAX_REPS) {
         usage();
+        return 2;
+    }
+    int cuda = !strcmp(device, "cuda");
+    if (!cuda && strcmp(device, "cpu")) {
+        fprintf(stderr, "bench_train: unknown device '%s' (cpu or cuda)\n", device);
+        return 2;
+    }
+    if (tf32 && !cuda) {
+        fprintf(stderr, "bench_train: --tf32 needs --device cuda\n");
         return 2;
     }
     const char *preset_name = !strcmp(model, "cnn") ? "cnn2" : model;
@@ -172,6 +366,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_train: unknown model '%s' (mlp, cnn or cnn2bn)\n", model);
         return 2;
     }
+    if (steps == 0 && cuda) /* some tens of ms per repetition on a current GPU */
+        steps = !strcmp(model, "mlp") ? 200 : 100;
     if (steps == 0) /* about a tenth of a second or more per repetition on one thread */
         steps = !strcmp(model, "mlp") ? 100 : 10;
     openblas_set_num_threads(threads);
@@ -187,6 +383,10 @@ int main(int argc, char **argv)
         }
     const dl_shape_t in = {1, 28, 28};
     const long in_size = (long)in.c * in.h * in.w;
+    if (cuda) {
+        bench_args_t a = {model, preset_name, batch, threads, steps, reps, json, layers, tf32};
+        return bench_cuda(&a, specs, n_specs, in);
+    }
 
     dl_model_t m;
     dl_err_t err = {0};
@@ -201,19 +401,12 @@ int main(int argc, char **argv)
     dl_model_init_params(&m, 1);
     m.ctx.training = 1;
     m.ctx.seed = 1;
-    float *x = malloc(sizeof(float) * (size_t)batch * (size_t)in_size),
-          *dl = malloc(sizeof(float) * (size_t)batch * CLASSES);
-    int32_t *y = malloc(sizeof(int32_t) * (size_t)batch);
-    if (!x || !dl || !y) {
+    float *x = NULL, *dl = malloc(sizeof(float) * (size_t)batch * CLASSES);
+    int32_t *y = NULL;
+    if (!dl || make_batch(batch, in_size, &x, &y)) {
         fprintf(stderr, "bench_train: out of memory\n");
         return 1;
     }
-    dl_rng_t rng;
-    dl_rng_seed(&rng, 7, 0);
-    for (long i = 0; i < (long)batch * in_size; i++)
-        x[i] = (float)dl_rng_normal(&rng);
-    for (int i = 0; i < batch; i++)
-        y[i] = (int32_t)dl_rng_below(&rng, CLASSES);
 
     double t[MAX_REPS] = {0}, loss = 0.0;
     for (int r = -1; r < reps; r++) { /* r = -1 is the warm-up */

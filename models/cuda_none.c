@@ -55,6 +55,12 @@ int dl_cuda_sync(dl_cuda_t *g, dl_err_t *err)
     return DL_ERR(err, DL_EINTERNAL, "%s", NO_CUDA);
 }
 
+int dl_cuda_sgemm_tflops(int n, int reps, dl_sgemm_math_t math, double *tflops, dl_err_t *err)
+{
+    *tflops = 0.0;
+    return DL_ERR(err, DL_EINPUT, "%s", NO_CUDA);
+}
+
 void *dl_dev_alloc(dl_dev_t d, size_t bytes, dl_err_t *err)
 {
     if (d != DL_DEV_CPU) {

@@ -140,6 +140,103 @@ extern "C" int dl_cuda_sync(dl_cuda_t *g, dl_err_t *err)
     return 0;
 }
 
+/* Values in [-1, 1) from a hash of the index: a product of zeros would run
+ * faster than real data (less switching power), so the peak uses these. */
+__global__ void hash_fill_kernel(float *p, int64_t n, uint32_t seed)
+{
+    GRID_LOOP(i, n)
+    {
+        uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+        h ^= h >> 15;
+        h *= 2246822519u;
+        h ^= h >> 13;
+        p[i] = (float)(h >> 8) * (2.0f / 16777216.0f) - 1.0f;
+    }
+}
+
+/* What dl_cuda_sgemm_tflops holds; released by sgemm_bench_free. */
+typedef struct sgemm_bench {
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    float *a, *b, *c;
+    cudaEvent_t ev[65];
+    int n_ev;
+} sgemm_bench_t;
+
+static void sgemm_bench_free(sgemm_bench_t *s)
+{
+    if (s->stream)
+        cudaStreamSynchronize(s->stream);
+    for (int i = 0; i < s->n_ev; i++)
+        cudaEventDestroy(s->ev[i]);
+    if (s->blas)
+        cublasDestroy(s->blas);
+    cudaFree(s->a);
+    cudaFree(s->b);
+    cudaFree(s->c);
+    if (s->stream)
+        cudaStreamDestroy(s->stream);
+}
+
+static int cmp_float(const void *x, const void *y)
+{
+    float a = *(const float *)x, b = *(const float *)y;
+    return (a > b) - (a < b);
+}
+
+/* The body of dl_cuda_sgemm_tflops: reps products, each between two events. */
+static int sgemm_bench_run(sgemm_bench_t *s, int n, int reps, dl_sgemm_math_t math, double *tflops,
+                           dl_err_t *err)
+{
+    size_t bytes = (size_t)n * (size_t)n * sizeof(float);
+    CUDA_TRY(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), err);
+    CUBLAS_TRY(cublasCreate(&s->blas), err);
+    CUBLAS_TRY(cublasSetStream(s->blas, s->stream), err);
+    cublasMath_t mode = math == DL_SGEMM_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+    CUBLAS_TRY(cublasSetMathMode(s->blas, mode), err);
+    CUDA_TRY(cudaMalloc(&s->a, bytes), err);
+    CUDA_TRY(cudaMalloc(&s->b, bytes), err);
+    CUDA_TRY(cudaMalloc(&s->c, bytes), err);
+    int64_t len = (int64_t)n * n;
+    hash_fill_kernel<<<blocks_for(len), THREADS, 0, s->stream>>>(s->a, len, 1u);
+    LAUNCH_CHECK(err);
+    hash_fill_kernel<<<blocks_for(len), THREADS, 0, s->stream>>>(s->b, len, 2u);
+    LAUNCH_CHECK(err);
+    for (; s->n_ev <= reps; s->n_ev++)
+        CUDA_TRY(cudaEventCreate(&s->ev[s->n_ev]), err);
+    const float one = 1.0f, zero = 0.0f;
+    for (int r = -1; r < reps; r++) { /* r = -1: the warm-up */
+        if (r >= 0)
+            CUDA_TRY(cudaEventRecord(s->ev[r], s->stream), err);
+        CUBLAS_TRY(cublasSgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, s->a, n, s->b, n,
+                               &zero, s->c, n),
+                   err);
+    }
+    CUDA_TRY(cudaEventRecord(s->ev[reps], s->stream), err);
+    CUDA_TRY(cudaEventSynchronize(s->ev[reps]), err);
+    float ms[64];
+    for (int r = 0; r < reps; r++)
+        CUDA_TRY(cudaEventElapsedTime(&ms[r], s->ev[r], s->ev[r + 1]), err);
+    qsort(ms, (size_t)reps, sizeof ms[0], cmp_float);
+    double med = reps % 2 ? ms[reps / 2] : 0.5 * (ms[reps / 2 - 1] + ms[reps / 2]);
+    *tflops = 2.0 * (double)n * n * n / (med * 1e-3) * 1e-12;
+    return 0;
+}
+
+extern "C" int dl_cuda_sgemm_tflops(int n, int reps, dl_sgemm_math_t math, double *tflops,
+                                    dl_err_t *err)
+{
+    *tflops = 0.0;
+    if (n < 1 || reps < 1 || reps > 64)
+        return DL_ERR(err, DL_EINPUT, "sgemm peak: n = %d and reps = %d (n >= 1, reps 1..64)", n,
+                      reps);
+    sgemm_bench_t s;
+    memset(&s, 0, sizeof s);
+    int rc = sgemm_bench_run(&s, n, reps, math, tflops, err);
+    sgemm_bench_free(&s);
+    return rc;
+}
+
 extern "C" void *dl_dev_alloc(dl_dev_t d, size_t bytes, dl_err_t *err)
 {
     if (d == DL_DEV_CPU)

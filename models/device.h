@@ -47,6 +47,17 @@ void *dl_cuda_stream(dl_cuda_t *g);
  * first error of a kernel that failed since the last check. */
 int dl_cuda_sync(dl_cuda_t *g, dl_err_t *err);
 
+/* cuBLAS math modes for dl_cuda_sgemm_tflops: plain fp32 (the default mode,
+ * no tensor cores, what a model with tf32 = 0 uses) and TF32 tensor cores
+ * (what a model with tf32 = 1 uses). */
+typedef enum { DL_SGEMM_FP32, DL_SGEMM_TF32 } dl_sgemm_math_t;
+/* The GPU's practical matrix-product peak, for benchmarks: TFLOP/s of a
+ * square n x n x n cublasSgemm on the current device in the given math
+ * mode, the median of reps products (1..64) timed with CUDA events after
+ * one warm-up, on data that is not all zeros. Uses its own stream, handle
+ * and buffers (3 n^2 floats), all freed before it returns. */
+int dl_cuda_sgemm_tflops(int n, int reps, dl_sgemm_math_t math, double *tflops, dl_err_t *err);
+
 /* Memory. dl_dev_alloc returns zeroed memory or NULL with err set. */
 void *dl_dev_alloc(dl_dev_t d, size_t bytes, dl_err_t *err);
 void dl_dev_free(dl_dev_t d, void *p);
