@@ -2,17 +2,20 @@
 # Data loader throughput, in two parts. Figures only: nothing passes or fails
 # on time.
 #  1. bench_loader on Fashion-MNIST train (60000 x 1 x 28 x 28 uint8): the
-#     loader and direct dl_dataset_read against a raw sequential read of the
-#     same file, in the same run (target: loader >= 80% of raw); then, for
-#     datasets larger than memory, the loader on evicted files against a
-#     raw read of evicted files (cold against cold).
+#     loader and direct dl_dataset_read_stored, delivering samples as stored,
+#     against a raw sequential read of the same file, in the same run
+#     (target: loader >= 80% of raw), and what normalising costs the
+#     consumer per batch; then, for datasets larger than memory, the loader
+#     on evicted files against a raw read of evicted files (cold against
+#     cold).
 #  2. The CNN of docs/examples/fashion-cnn.ini for $STEPS steps on each rank
 #     count of $RANKS, and the share of step time spent waiting for data,
 #     from the run's metrics.csv (target: below 2%).
 # Builds what it needs and makes data/fashion-{train,test}.h5 if missing.
 #
 #   benchmarks/loader.sh [bench_loader options: --batch N --epochs N
-#                         --prefetch N --order shuffled|sequential --reps N]
+#                         --prefetch N --order shuffled|sequential --reps N
+#                         --no-map]
 #   SPEC=files   dataset to benchmark in part 1 (default data/fashion-train.h5)
 #   STEPS=200 RANKS="1 2"  part 2; RANKS="" skips it
 set -euo pipefail

@@ -4,22 +4,29 @@
  * for the life of the dl_dataset_t; every other HDF5 handle is closed before
  * the function that opened it returns, on every path.
  *
- * Two ways to read samples. A dataset stored contiguous, unfiltered and in
- * the native type it is read as (what dltrain-data and h5py write) is read
- * with pread(2) at the file offset HDF5 gives once at open: a shuffled batch
- * is one small read per sample, and HDF5's own work around each read
- * (selections, dataspaces, locks) cost more than the read. Anything else
- * (chunked, compressed, other byte orders) is read through HDF5. Both give
- * the same bytes, normalised by the same code. */
+ * Samples are read in their stored type, three ways. A dataset stored
+ * contiguous, unfiltered and in the native type it is read as (what
+ * dltrain-data and h5py write) has its file offset from HDF5 once, at open.
+ * If every shard is stored so and the files fit the mapping limit, they are
+ * mapped and a batch is a memcpy per sample out of the page cache: a
+ * shuffled batch of small samples was one pread per sample, and the calls
+ * cost more than the copies. Otherwise such datasets are read with pread(2)
+ * (HDF5's own work around each read, selections, dataspaces and locks, cost
+ * more than the read). Anything else (chunked, compressed, other byte
+ * orders) is read through HDF5. All three give the same bytes. */
 #define _GNU_SOURCE /* preadv2 and RWF_NOWAIT (Linux), where the C library has them */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -69,6 +76,12 @@ typedef struct ds_shard {
     int fd;             /* HDF5's read-only descriptor of the file; -1: none (not sec2) */
     int64_t file_bytes; /* the file's size when opened */
     ds_raw_t raw_images, raw_labels;
+    /* dl_dataset_map: element 0 of /images and /labels in mappings of the
+     * file (NULL: not mapped), and the mappings themselves */
+    const uint8_t *map_images, *map_labels;
+    void *map_base[2];
+    size_t map_len[2];
+    uint64_t stamp; /* the last mapped batch that read from this shard */
 } ds_shard_t;
 
 typedef struct ds_req {
@@ -89,6 +102,12 @@ struct dl_dataset {
     void *pix;      /* scratch: unique samples of one shard, c*h*w values each (HDF5 path) */
     uint8_t *stage; /* scratch: bytes of one pread */
     size_t reqs_cap, pix_cap, stage_cap; /* in elements */
+    int64_t mapped;                      /* bytes mapped (dl_dataset_map); 0: none */
+    uint64_t map_batch;                  /* batches read from the mappings so far (shard stamps) */
+    struct ds_src *srcs;                 /* scratch: where each sample of a mapped batch lies */
+    int *touched;                        /* scratch: the shards a mapped batch read from */
+    uint8_t *stored;                     /* scratch: dl_dataset_read's uint8 samples */
+    size_t srcs_cap, touched_cap, stored_cap;
 };
 
 static void h5_close_space(hid_t *s)
@@ -427,6 +446,135 @@ void dl_dataset_normalise_as(dl_dataset_t *ds, const dl_dataset_info_t *like)
     }
 }
 
+/* ---- mappings (dl_dataset_map) ------------------------------------------------ */
+
+/* Where a SIGBUS during a copy from a mapping on this thread jumps back to
+ * (ds_map_guarded); NULL outside such copies. volatile: only the handler
+ * reads it, so the compiler would otherwise drop the store before the copy
+ * as dead (it did). */
+static _Thread_local sigjmp_buf *volatile ds_bus_jump;
+static struct sigaction ds_bus_prev; /* SIGBUS's action before ds_on_sigbus */
+static pthread_once_t ds_bus_once = PTHREAD_ONCE_INIT;
+static int ds_bus_ready; /* ds_on_sigbus is installed */
+
+/* SIGBUS: a read of a mapped page that now lies beyond the end of its file.
+ * During a copy from a mapping: back to where the copy began, which then
+ * reads the batch with pread (and says what happened to the file). Any
+ * other SIGBUS goes to the handler installed before, or takes the default
+ * action (the faulting access runs again once this returns). */
+static void ds_on_sigbus(int sig, siginfo_t *info, void *ctx)
+{
+    sigjmp_buf *jump = ds_bus_jump;
+    if (jump) {
+        ds_bus_jump = NULL;
+        siglongjmp(*jump, 1);
+    }
+    if (ds_bus_prev.sa_flags & SA_SIGINFO) {
+        ds_bus_prev.sa_sigaction(sig, info, ctx);
+    } else if (ds_bus_prev.sa_handler != SIG_DFL && ds_bus_prev.sa_handler != SIG_IGN) {
+        ds_bus_prev.sa_handler(sig);
+    } else {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigaction(SIGBUS, &dfl, NULL);
+    }
+}
+
+/* Install ds_on_sigbus for the process, once. SA_NODEFER leaves SIGBUS
+ * unblocked in the handler, so that jumping out of it (sigsetjmp without
+ * saving the mask, which costs a system call) leaves the mask as it was. */
+static void ds_bus_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = ds_on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    ds_bus_ready = sigemptyset(&sa.sa_mask) == 0 && sigaction(SIGBUS, &sa, &ds_bus_prev) == 0;
+}
+
+static void ds_unmap(dl_dataset_t *ds)
+{
+    for (int i = 0; i < ds->n_shards; i++) {
+        ds_shard_t *sh = &ds->shards[i];
+        for (int k = 0; k < 2; k++)
+            if (sh->map_base[k])
+                munmap(sh->map_base[k], sh->map_len[k]);
+        memset(sh->map_base, 0, sizeof sh->map_base);
+        memset(sh->map_len, 0, sizeof sh->map_len);
+        sh->map_images = sh->map_labels = NULL;
+    }
+    ds->mapped = 0;
+}
+
+/* Map len bytes of sh's file from pos (mapping k of the shard); *at gets
+ * pos's address. mmap wants an offset that is a multiple of the page. */
+static int ds_map_range(ds_shard_t *sh, int k, int64_t pos, int64_t len, const uint8_t **at)
+{
+    int64_t page = (int64_t)sysconf(_SC_PAGESIZE), start = pos - pos % page;
+    size_t n = (size_t)(pos - start + len);
+    void *p = mmap(NULL, n, PROT_READ, MAP_SHARED, sh->fd, (off_t)start);
+    if (p == MAP_FAILED)
+        return -1;
+    sh->map_base[k] = p;
+    sh->map_len[k] = n;
+    *at = (const uint8_t *)p + (pos - start);
+    return 0;
+}
+
+int64_t dl_dataset_map(dl_dataset_t *ds, int64_t limit)
+{
+    ds_unmap(ds);
+    int64_t page = (int64_t)sysconf(_SC_PAGESIZE), total = 0, sample = dl_dataset_sample_bytes(ds);
+    for (int i = 0; i < ds->n_shards; i++) {
+        const ds_shard_t *sh = &ds->shards[i];
+        if (sh->raw_images.pos < 0 || sh->raw_labels.pos < 0)
+            return 0;
+        int64_t img = sh->n * sample, lab = sh->n * (int64_t)sh->raw_labels.esize;
+        if (sh->raw_images.pos + img > sh->file_bytes || sh->raw_labels.pos + lab > sh->file_bytes)
+            return 0; /* cut short already: pread says so when it reads there */
+        total += sh->raw_images.pos % page + img + sh->raw_labels.pos % page + lab;
+    }
+    if (limit <= 0 || total > limit)
+        return 0;
+    pthread_once(&ds_bus_once, ds_bus_install);
+    if (!ds_bus_ready)
+        return 0;
+    int64_t mapped = 0;
+    for (int i = 0; i < ds->n_shards; i++) {
+        ds_shard_t *sh = &ds->shards[i];
+        if (ds_map_range(sh, 0, sh->raw_images.pos, sh->n * sample, &sh->map_images) != 0 ||
+            ds_map_range(sh, 1, sh->raw_labels.pos, sh->n * (int64_t)sh->raw_labels.esize,
+                         &sh->map_labels) != 0) {
+            ds_unmap(ds); /* a file system without mmap, or no address space: pread */
+            return 0;
+        }
+        mapped += (int64_t)(sh->map_len[0] + sh->map_len[1]);
+    }
+    ds->mapped = mapped;
+    return mapped;
+}
+
+int64_t dl_dataset_mapped_bytes(const dl_dataset_t *ds)
+{
+    return ds->mapped;
+}
+
+int64_t dl_dataset_sample_bytes(const dl_dataset_t *ds)
+{
+    const dl_dataset_info_t *in = &ds->info;
+    return (int64_t)in->c * in->h * in->w * (in->is_float ? (int64_t)sizeof(float) : 1);
+}
+
+/* The default mapping limit: DL_DATASET_MAP_DEFAULT, at most a quarter of
+ * physical memory. */
+static int64_t ds_map_default(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    int64_t quarter = pages > 0 && size > 0 ? (int64_t)pages * size / 4 : 0;
+    return quarter < DL_DATASET_MAP_DEFAULT ? quarter : DL_DATASET_MAP_DEFAULT;
+}
+
 /* One shard per path of the spec, none open yet. */
 static int ds_make_shards(dl_dataset_t *ds, const char *spec, dl_err_t *err)
 {
@@ -467,6 +615,7 @@ int dl_dataset_open(const char *spec, dl_dataset_t **out, dl_err_t *err)
         dl_dataset_close(ds);
         return rc;
     }
+    dl_dataset_map(ds, ds_map_default());
     *out = ds;
     return 0;
 }
@@ -485,6 +634,7 @@ void dl_dataset_close(dl_dataset_t *ds)
 {
     if (!ds)
         return;
+    ds_unmap(ds);
     for (int i = 0; i < ds->n_shards; i++) {
         ds_shard_t *s = &ds->shards[i];
         if (s->labels >= 0)
@@ -500,6 +650,9 @@ void dl_dataset_close(dl_dataset_t *ds)
     free(ds->reqs);
     free(ds->pix);
     free(ds->stage);
+    free(ds->srcs);
+    free(ds->touched);
+    free(ds->stored);
     free(ds);
 }
 
@@ -656,17 +809,17 @@ static int ds_span(const ds_rd_t *rd, int j, int64_t *last)
     return k;
 }
 
-/* Read entries first..last into ds->stage. A read that ends early means the
- * file is now shorter than when it was opened: DL_EINPUT naming it, never
- * stale or zero bytes. */
-static int ds_pread(dl_dataset_t *ds, const ds_rd_t *rd, int64_t first, int64_t last, dl_err_t *err)
+/* Read entries first..last into buf. A read that ends early means the file
+ * is now shorter than when it was opened: DL_EINPUT naming it, never stale
+ * or zero bytes. */
+static int ds_pread(uint8_t *buf, const ds_rd_t *rd, int64_t first, int64_t last, dl_err_t *err)
 {
     const ds_shard_t *sh = rd->sh;
     size_t len = (size_t)(last - first + 1) * rd->row, got = 0;
     int64_t pos = rd->raw->pos + first * (int64_t)rd->row;
     int rc = 0;
     while (!rc && got < len) {
-        ssize_t k = pread(sh->fd, ds->stage + got, len - got, (off_t)(pos + (int64_t)got));
+        ssize_t k = pread(sh->fd, buf + got, len - got, (off_t)(pos + (int64_t)got));
         if (k > 0) {
             got += (size_t)k;
         } else if (k < 0 && errno != EINTR) {
@@ -700,7 +853,8 @@ static void ds_hint(const ds_rd_t *rd, int j)
     }
 }
 
-/* Read the span of r[j..] that ends at entry last into ds->stage.
+/* Read the span of r[j..] that ends at entry last into dst, or into
+ * ds->stage if dst is NULL.
  * rd->probe counts the spans read so far, or is -1: every DS_PROBE_EVERY-th
  * span is first read from the page cache alone (RWF_NOWAIT), and the first
  * such probe that misses sets rd->probe to -1 and hints every span from this
@@ -708,16 +862,21 @@ static void ds_hint(const ds_rd_t *rd, int j)
  * extra call; a batch from the disk has all its reads under way at once:
  * 1.2 to 1.5 times the samples/s of shuffled batches from an evicted
  * Fashion-MNIST file here (hints before one pread per sample, alone: 2). */
-static int ds_read_span(dl_dataset_t *ds, ds_rd_t *rd, int j, int64_t last, dl_err_t *err)
+static int ds_read_span(dl_dataset_t *ds, ds_rd_t *rd, int j, int64_t last, uint8_t *dst,
+                        dl_err_t *err)
 {
     int64_t first = rd->r[j].g - rd->off;
-    int rc = ds_reserve((void **)&ds->stage, &ds->stage_cap, (size_t)rd->most * rd->row, 1, err);
+    int rc =
+        dst ? 0
+            : ds_reserve((void **)&ds->stage, &ds->stage_cap, (size_t)rd->most * rd->row, 1, err);
     if (rc)
         return rc;
+    if (!dst)
+        dst = ds->stage;
 #if DS_HAVE_NOWAIT
     if (rd->probe >= 0 && rd->probe++ % DS_PROBE_EVERY == 0 && ds->nowait) {
         size_t len = (size_t)(last - first + 1) * rd->row;
-        struct iovec io = {ds->stage, len};
+        struct iovec io = {dst, len};
         ssize_t k = preadv2(rd->sh->fd, &io, 1, (off_t)(rd->raw->pos + first * (int64_t)rd->row),
                             RWF_NOWAIT);
         if (k == (ssize_t)len)
@@ -728,7 +887,7 @@ static int ds_read_span(dl_dataset_t *ds, ds_rd_t *rd, int j, int64_t last, dl_e
         ds_hint(rd, j);
     }
 #endif
-    return ds_pread(ds, rd, first, last, err);
+    return ds_pread(dst, rd, first, last, err);
 }
 
 /* Label at p, stored as raw says, converted to int32 as HDF5 converts it:
@@ -771,7 +930,7 @@ static int ds_raw_labels(dl_dataset_t *ds, const ds_shard_t *sh, const ds_req_t 
     for (int j = 0; j < m;) {
         int64_t first = r[j].g - off, last;
         int k = ds_span(&rd, j, &last);
-        int rc = ds_read_span(ds, &rd, j, last, err);
+        int rc = ds_read_span(ds, &rd, j, last, NULL, err);
         for (; !rc && j < k; j++) {
             int32_t lab = ds_raw_label(ds->stage + (size_t)(r[j].g - off - first) * rd.row, rd.raw);
             rc = ds_check_label(ds, sh, r[j].g, off, lab, err);
@@ -783,24 +942,38 @@ static int ds_raw_labels(dl_dataset_t *ds, const ds_shard_t *sh, const ds_req_t 
     return 0;
 }
 
-/* The images of r[0..m-1] with pread, each normalised from the staging
- * buffer straight to its place in the caller's batch. */
-static int ds_raw_images(dl_dataset_t *ds, const ds_shard_t *sh, const ds_req_t *r, int m,
-                         int64_t off, float *images, dl_err_t *err)
+/* Whether the requests r[j..k-1], a span of entries first..last, are each
+ * entry once and at consecutive places of the batch: then the span can be
+ * read straight into the batch (a batch in file order is all such spans). */
+static int ds_in_place(const ds_req_t *r, int j, int k, int64_t first, int64_t last)
 {
-    const dl_dataset_info_t *in = &ds->info;
-    size_t chw = (size_t)in->c * in->h * in->w;
+    if (k - j != last - first + 1)
+        return 0;
+    for (int i = j + 1; i < k; i++)
+        if (r[i].pos != r[j].pos + (i - j))
+            return 0;
+    return 1;
+}
+
+/* The images of r[0..m-1] with pread into their places in out (stored
+ * samples): each span straight there where it can be (ds_in_place), else
+ * through the staging buffer. */
+static int ds_raw_images(dl_dataset_t *ds, const ds_shard_t *sh, const ds_req_t *r, int m,
+                         int64_t off, uint8_t *out, dl_err_t *err)
+{
     ds_rd_t rd;
     ds_rd_init(&rd, ds, sh, 0, r, m, off);
     for (int j = 0; j < m;) {
         int64_t first = r[j].g - off, last;
         int k = ds_span(&rd, j, &last);
-        int rc = ds_read_span(ds, &rd, j, last, err);
+        uint8_t *dst = ds_in_place(r, j, k, first, last) ? out + (size_t)r[j].pos * rd.row : NULL;
+        int rc = ds_read_span(ds, &rd, j, last, dst, err);
         if (rc)
             return rc;
-        for (; j < k; j++)
-            ds_norm_sample(ds, ds->stage + (size_t)(r[j].g - off - first) * rd.row,
-                           images + (size_t)r[j].pos * chw);
+        for (; !dst && j < k; j++)
+            memcpy(out + (size_t)r[j].pos * rd.row,
+                   ds->stage + (size_t)(r[j].g - off - first) * rd.row, rd.row);
+        j = k;
     }
     return 0;
 }
@@ -808,12 +981,12 @@ static int ds_raw_images(dl_dataset_t *ds, const ds_shard_t *sh, const ds_req_t 
 /* ---- reading through HDF5 ----------------------------------------------------------- */
 
 /* The images of r[0..m-1] (sorted) through HDF5: into ds->pix, one H5Dread
- * per run of consecutive local indices, then normalised to the caller's
- * positions. One read per run costs less than building a hyperslab union of
- * the runs: HDF5 1.10 merges each OR into the union in time growing with its
- * size, and that merging was half of a shuffled batch's read time. */
+ * per run of consecutive local indices, then copied to their places in out
+ * (stored samples). One read per run costs less than building a hyperslab
+ * union of the runs: HDF5 1.10 merges each OR into the union in time growing
+ * with its size, and that merging was half of a shuffled batch's read time. */
 static int ds_h5_images(dl_dataset_t *ds, const ds_shard_t *sh, const ds_req_t *r, int m,
-                        int64_t off, float *images, dl_err_t *err)
+                        int64_t off, uint8_t *out, dl_err_t *err)
 {
     const dl_dataset_info_t *in = &ds->info;
     size_t chw = (size_t)in->c * in->h * in->w, esize = in->is_float ? sizeof(float) : 1;
@@ -847,8 +1020,8 @@ static int ds_h5_images(dl_dataset_t *ds, const ds_shard_t *sh, const ds_req_t *
     for (int j = 0; !rc && j < m; j++) {
         if (r[j].g != prev)
             row++, prev = r[j].g;
-        ds_norm_sample(ds, (const char *)ds->pix + (size_t)row * chw * esize,
-                       images + (size_t)r[j].pos * chw);
+        memcpy(out + (size_t)r[j].pos * chw * esize,
+               (const char *)ds->pix + (size_t)row * chw * esize, chw * esize);
     }
     return rc;
 }
@@ -912,8 +1085,8 @@ static int ds_check_size(const ds_shard_t *sh, dl_err_t *err)
 
 /* Read the requests r[0..m-1] (sorted, all in shard s), labels first, each
  * of /labels and /images with pread where the shard allows it, else through
- * HDF5. */
-static int ds_read_shard(dl_dataset_t *ds, int s, const ds_req_t *r, int m, float *images,
+ * HDF5; samples to their places in out. */
+static int ds_read_shard(dl_dataset_t *ds, int s, const ds_req_t *r, int m, uint8_t *out,
                          int32_t *labels, dl_err_t *err)
 {
     const ds_shard_t *sh = &ds->shards[s];
@@ -926,25 +1099,113 @@ static int ds_read_shard(dl_dataset_t *ds, int s, const ds_req_t *r, int m, floa
         rc = raw_lab ? ds_raw_labels(ds, sh, r, m, off, labels, err)
                      : ds_h5_labels(ds, sh, r, m, off, labels, err);
     if (!rc)
-        rc = raw_img ? ds_raw_images(ds, sh, r, m, off, images, err)
-                     : ds_h5_images(ds, sh, r, m, off, images, err);
+        rc = raw_img ? ds_raw_images(ds, sh, r, m, off, out, err)
+                     : ds_h5_images(ds, sh, r, m, off, out, err);
     if (!rc && h5)
         rc = ds_check_size(sh, err);
     return rc;
 }
 
-int dl_dataset_read(dl_dataset_t *ds, const int64_t *idx, int n, float *images, int32_t *labels,
-                    dl_err_t *err)
+/* ---- reading from the mappings ---------------------------------------------------- */
+
+/* Where sample k of a mapped batch lies. */
+typedef struct ds_src {
+    const uint8_t *image, *label;
+    const ds_raw_t *raw; /* how the label is stored */
+} ds_src_t;
+
+/* Copy n samples and labels from where src says, in order, into out and
+ * labels; 1 if a label is out of range. The samples are scattered over the
+ * mappings: the first bytes of the one DS_AHEAD places on are fetched into
+ * the cache while this one is copied, as the hardware does not guess them.
+ * (Shuffled Fashion-MNIST batches: 4 ahead about 5% faster than none, in
+ * medians of 12 runs.) */
+#define DS_AHEAD 4
+#define DS_AHEAD_BYTES 1024
+static int ds_map_copy(const ds_src_t *src, int n, size_t sample, int num_classes, uint8_t *out,
+                       int32_t *labels)
 {
-    if (n < 0 || (n > 0 && (!idx || !images || !labels)))
+    int bad = 0;
+    size_t ahead = sample < DS_AHEAD_BYTES ? sample : DS_AHEAD_BYTES;
+    for (int k = 0; k < n; k++) {
+        if (k + DS_AHEAD < n)
+            for (size_t b = 0; b < ahead; b += 64)
+                __builtin_prefetch(src[k + DS_AHEAD].image + b);
+        memcpy(out + (size_t)k * sample, src[k].image, sample);
+        int32_t lab = ds_raw_label(src[k].label, src[k].raw);
+        bad |= lab < 0 || lab >= num_classes;
+        labels[k] = lab;
+    }
+    return bad;
+}
+
+/* ds_map_copy, with SIGBUS (a page of a file cut under its mapping) caught:
+ * 1 if it came, or if a label is out of range. Its own function, so that
+ * nothing of the caller lives across sigsetjmp. */
+static int ds_map_guarded(const dl_dataset_t *ds, int n, uint8_t *out, int32_t *labels)
+{
+    sigjmp_buf jump;
+    if (sigsetjmp(jump, 0) != 0)
+        return 1;
+    ds_bus_jump = &jump;
+    int again = ds_map_copy(ds->srcs, n, (size_t)dl_dataset_sample_bytes(ds), ds->info.num_classes,
+                            out, labels);
+    ds_bus_jump = NULL;
+    return again;
+}
+
+/* A shard's file is now shorter than when it was opened (or cannot be
+ * looked at). */
+static int ds_shrunk(const ds_shard_t *sh)
+{
+    struct stat st;
+    return fstat(sh->fd, &st) != 0 || (int64_t)st.st_size < sh->file_bytes;
+}
+
+/* The batch idx[0..n-1] (checked) copied from the mappings into out and
+ * labels, in request order: no sorting, no system call but one fstat per
+ * shard read from. Returns 0 when done, an error, or 1 when the batch must
+ * be read the other way, which says what is wrong: a label out of range, a
+ * SIGBUS during the copy, or a file now shorter than when opened, checked
+ * after the copy (a file cut during it reads as zeros from its last page). */
+static int ds_map_batch(dl_dataset_t *ds, const int64_t *idx, int n, uint8_t *out, int32_t *labels,
+                        dl_err_t *err)
+{
+    int rc = ds_reserve((void **)&ds->srcs, &ds->srcs_cap, (size_t)n, sizeof *ds->srcs, err);
+    if (!rc)
+        rc = ds_reserve((void **)&ds->touched, &ds->touched_cap, (size_t)n, sizeof(int), err);
+    if (rc)
+        return rc;
+    size_t sample = (size_t)dl_dataset_sample_bytes(ds);
+    uint64_t batch = ++ds->map_batch;
+    int nt = 0;
+    for (int k = 0; k < n; k++) {
+        int s = ds->n_shards > 1 ? ds_find_shard(ds, idx[k]) : 0;
+        ds_shard_t *sh = &ds->shards[s];
+        size_t local = (size_t)(idx[k] - ds->offsets[s]);
+        ds->srcs[k] = (ds_src_t){.image = sh->map_images + local * sample,
+                                 .label = sh->map_labels + local * sh->raw_labels.esize,
+                                 .raw = &sh->raw_labels};
+        if (sh->stamp != batch) {
+            sh->stamp = batch;
+            ds->touched[nt++] = s;
+        }
+    }
+    int again = ds_map_guarded(ds, n, out, labels);
+    for (int i = 0; !again && i < nt; i++)
+        again = ds_shrunk(&ds->shards[ds->touched[i]]);
+    return again;
+}
+
+/* ---- reading a batch ------------------------------------------------------------ */
+
+int dl_dataset_read_stored(dl_dataset_t *ds, const int64_t *idx, int n, void *samples,
+                           int32_t *labels, dl_err_t *err)
+{
+    if (n < 0 || (n > 0 && (!idx || !samples || !labels)))
         return DL_ERR(err, DL_EINTERNAL, "dl_dataset_read: bad arguments (n = %d)", n);
     if (n == 0)
         return 0;
-    /* The requests, then as many spare entries (sort space, label points). */
-    int rc = ds_reserve((void **)&ds->reqs, &ds->reqs_cap, 2 * (size_t)n, sizeof(ds_req_t), err);
-    if (rc)
-        return rc;
-    ds->spare = ds->reqs + n;
     int sorted = 1;
     for (int k = 0; k < n; k++) {
         if (idx[k] < 0 || idx[k] >= ds->info.n)
@@ -952,9 +1213,20 @@ int dl_dataset_read(dl_dataset_t *ds, const int64_t *idx, int n, float *images, 
                           "dl_dataset_read: sample index %" PRId64 " (position %d) is outside "
                           "0..%" PRId64,
                           idx[k], k, ds->info.n - 1);
+        sorted &= k == 0 || idx[k] >= idx[k - 1];
+    }
+    uint8_t *out = samples;
+    int rc = ds->mapped && !ds->force_hdf5 ? ds_map_batch(ds, idx, n, out, labels, err) : 1;
+    if (rc <= 0)
+        return rc;
+    /* The requests, then as many spare entries (sort space, label points). */
+    rc = ds_reserve((void **)&ds->reqs, &ds->reqs_cap, 2 * (size_t)n, sizeof(ds_req_t), err);
+    if (rc)
+        return rc;
+    ds->spare = ds->reqs + n;
+    for (int k = 0; k < n; k++) {
         ds->reqs[k].g = idx[k];
         ds->reqs[k].pos = k;
-        sorted &= k == 0 || idx[k] >= idx[k - 1];
     }
     /* Sorted requests turn into few, ascending reads per shard (a batch in
      * file order is sorted already). */
@@ -964,9 +1236,35 @@ int dl_dataset_read(dl_dataset_t *ds, const int64_t *idx, int n, float *images, 
         int s = ds_find_shard(ds, ds->reqs[k].g), end = k;
         while (end < n && ds->reqs[end].g < ds->offsets[s + 1])
             end++;
-        rc = ds_read_shard(ds, s, ds->reqs + k, end - k, images, labels, err);
+        rc = ds_read_shard(ds, s, ds->reqs + k, end - k, out, labels, err);
         k = end;
     }
+    return rc;
+}
+
+void dl_dataset_normalise(const dl_dataset_t *ds, const void *samples, int n, float *x)
+{
+    size_t chw = (size_t)ds->info.c * ds->info.h * ds->info.w;
+    size_t sample = (size_t)dl_dataset_sample_bytes(ds);
+    for (int k = 0; k < n; k++)
+        ds_norm_sample(ds, (const uint8_t *)samples + (size_t)k * sample, x + (size_t)k * chw);
+}
+
+int dl_dataset_read(dl_dataset_t *ds, const int64_t *idx, int n, float *images, int32_t *labels,
+                    dl_err_t *err)
+{
+    if (n <= 0 || ds->info.is_float) { /* float32 samples are as large as their normalised values */
+        int rc = dl_dataset_read_stored(ds, idx, n, images, labels, err);
+        if (!rc)
+            dl_dataset_normalise(ds, images, n, images);
+        return rc;
+    }
+    int rc = ds_reserve((void **)&ds->stored, &ds->stored_cap,
+                        (size_t)n * (size_t)dl_dataset_sample_bytes(ds), 1, err);
+    if (!rc)
+        rc = dl_dataset_read_stored(ds, idx, n, ds->stored, labels, err);
+    if (!rc)
+        dl_dataset_normalise(ds, ds->stored, n, images);
     return rc;
 }
 

@@ -29,6 +29,23 @@ struct dl_cuda {
 /* The CUDA context of a layer's model (set by the model on CUDA). */
 #define LAYER_CUDA(l) ((dl_cuda_t *)(l)->cuda)
 
+/* cuBLAS, opened with dlopen when the first GPU model or benchmark needs it
+ * rather than linked: loading libcublasLt makes about 210 MB resident at
+ * start-up, which every CPU run of a CUDA build would otherwise pay (and
+ * which broke the streaming memory test). The calls dltrain makes: */
+typedef struct dl_cublas_api {
+    decltype(&cublasCreate_v2) create;
+    decltype(&cublasDestroy_v2) destroy;
+    decltype(&cublasSetStream_v2) set_stream;
+    decltype(&cublasSetMathMode) set_math_mode;
+    decltype(&cublasSgemm_v2) sgemm;
+    decltype(&cublasGetStatusString) status_string;
+} dl_cublas_api_t;
+/* Open cuBLAS once per process (later calls return the first outcome). */
+int dl_cublas_load(dl_err_t *err);
+/* The table, after dl_cublas_load succeeded. */
+const dl_cublas_api_t *dl_cublas(void);
+
 int dl_cuda_fail(dl_err_t *err, cudaError_t rc, const char *what, const char *file, int line);
 int dl_cublas_fail(dl_err_t *err, cublasStatus_t rc, const char *what, const char *file, int line);
 /* Evaluate a CUDA runtime call; on failure record it in err and return its status. */

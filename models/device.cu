@@ -1,7 +1,9 @@
 /* The CUDA backend's device, memory, matrix products and the small kernels
  * the model, the loss and the optimisers use; see device.h. The layers'
  * kernels sit beside their CPU versions (dense.cu next to dense.c). */
+#include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,10 +36,60 @@ int dl_cuda_fail(dl_err_t *err, cudaError_t rc, const char *what, const char *fi
                       cudaGetErrorString(rc), cudaGetErrorName(rc));
 }
 
+/* The one process-wide table in models/: written once under pthread_once,
+ * read-only after (the library stays open for the process's life). */
+static dl_cublas_api_t cublas_api;
+static pthread_once_t cublas_once = PTHREAD_ONCE_INIT;
+static char cublas_error[512];
+
+#define CUBLAS_STR2(x) #x
+#define CUBLAS_STR(x) CUBLAS_STR2(x)
+#define CUBLAS_SONAME "libcublas.so." CUBLAS_STR(CUBLAS_VER_MAJOR)
+
+/* Resolve one symbol into *slot; a missing one leaves cublas_error set. */
+template <typename F> static void resolve(void *lib, const char *name, F *slot)
+{
+    *slot = (F)dlsym(lib, name);
+    if (!*slot && !cublas_error[0])
+        snprintf(cublas_error, sizeof cublas_error, "%s has no %s", CUBLAS_SONAME, name);
+}
+
+static void open_cublas(void)
+{
+    void *lib = dlopen(CUBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(cublas_error, sizeof cublas_error, "cannot load %s: %s", CUBLAS_SONAME, dlerror());
+        return;
+    }
+    resolve(lib, "cublasCreate_v2", &cublas_api.create);
+    resolve(lib, "cublasDestroy_v2", &cublas_api.destroy);
+    resolve(lib, "cublasSetStream_v2", &cublas_api.set_stream);
+    resolve(lib, "cublasSetMathMode", &cublas_api.set_math_mode);
+    resolve(lib, "cublasSgemm_v2", &cublas_api.sgemm);
+    resolve(lib, "cublasGetStatusString", &cublas_api.status_string);
+}
+
+int dl_cublas_load(dl_err_t *err)
+{
+    if (pthread_once(&cublas_once, open_cublas) != 0)
+        return DL_ERR(err, DL_ELIB, "pthread_once failed while loading cuBLAS");
+    if (cublas_error[0])
+        return DL_ERR(err, DL_ELIB,
+                      "%s; the GPU backend needs the CUDA %d toolkit's cuBLAS on the library "
+                      "path (LD_LIBRARY_PATH or ldconfig)",
+                      cublas_error, CUBLAS_VER_MAJOR);
+    return 0;
+}
+
+const dl_cublas_api_t *dl_cublas(void)
+{
+    return &cublas_api;
+}
+
 int dl_cublas_fail(dl_err_t *err, cublasStatus_t rc, const char *what, const char *file, int line)
 {
     return dl_err_set(err, DL_ELIB, file, line, "cuBLAS call %s failed: %s", what,
-                      cublasGetStatusString(rc));
+                      cublas_api.status_string ? cublas_api.status_string(rc) : "?");
 }
 
 extern "C" int dl_cuda_built(void)
@@ -88,15 +140,17 @@ extern "C" int dl_cuda_create(dl_cuda_t **out, int tf32, dl_err_t *err)
     cudaError_t c = cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking);
     if (c != cudaSuccess)
         rc = dl_cuda_fail(err, c, "cudaStreamCreateWithFlags", __FILE__, __LINE__);
-    cublasStatus_t b = rc ? CUBLAS_STATUS_SUCCESS : cublasCreate(&g->blas);
+    if (!rc)
+        rc = dl_cublas_load(err);
+    cublasStatus_t b = rc ? CUBLAS_STATUS_SUCCESS : dl_cublas()->create(&g->blas);
     if (!rc && b != CUBLAS_STATUS_SUCCESS)
         rc = dl_cublas_fail(err, b, "cublasCreate", __FILE__, __LINE__);
-    if (!rc && (b = cublasSetStream(g->blas, g->stream)) != CUBLAS_STATUS_SUCCESS)
+    if (!rc && (b = dl_cublas()->set_stream(g->blas, g->stream)) != CUBLAS_STATUS_SUCCESS)
         rc = dl_cublas_fail(err, b, "cublasSetStream", __FILE__, __LINE__);
     /* TF32 off unless asked for (cuBLAS's default math keeps fp32 products
      * in fp32): results then match the CPU to about 1e-6. */
     cublasMath_t mode = tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
-    if (!rc && (b = cublasSetMathMode(g->blas, mode)) != CUBLAS_STATUS_SUCCESS)
+    if (!rc && (b = dl_cublas()->set_math_mode(g->blas, mode)) != CUBLAS_STATUS_SUCCESS)
         rc = dl_cublas_fail(err, b, "cublasSetMathMode", __FILE__, __LINE__);
     if (!rc && (c = cudaMalloc(&g->reduce, DL_CUDA_REDUCE * sizeof(double))) != cudaSuccess)
         rc = dl_cuda_fail(err, c, "cudaMalloc", __FILE__, __LINE__);
@@ -118,7 +172,7 @@ extern "C" void dl_cuda_destroy(dl_cuda_t *g)
     if (g->stream)
         cudaStreamSynchronize(g->stream);
     if (g->blas)
-        cublasDestroy(g->blas);
+        dl_cublas()->destroy(g->blas);
     cudaFree(g->ones);
     cudaFree(g->rows);
     cudaFree(g->reduce);
@@ -170,7 +224,7 @@ static void sgemm_bench_free(sgemm_bench_t *s)
     for (int i = 0; i < s->n_ev; i++)
         cudaEventDestroy(s->ev[i]);
     if (s->blas)
-        cublasDestroy(s->blas);
+        dl_cublas()->destroy(s->blas);
     cudaFree(s->a);
     cudaFree(s->b);
     cudaFree(s->c);
@@ -190,10 +244,13 @@ static int sgemm_bench_run(sgemm_bench_t *s, int n, int reps, dl_sgemm_math_t ma
 {
     size_t bytes = (size_t)n * (size_t)n * sizeof(float);
     CUDA_TRY(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), err);
-    CUBLAS_TRY(cublasCreate(&s->blas), err);
-    CUBLAS_TRY(cublasSetStream(s->blas, s->stream), err);
+    int rc = dl_cublas_load(err);
+    if (rc)
+        return rc;
+    CUBLAS_TRY(dl_cublas()->create(&s->blas), err);
+    CUBLAS_TRY(dl_cublas()->set_stream(s->blas, s->stream), err);
     cublasMath_t mode = math == DL_SGEMM_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
-    CUBLAS_TRY(cublasSetMathMode(s->blas, mode), err);
+    CUBLAS_TRY(dl_cublas()->set_math_mode(s->blas, mode), err);
     CUDA_TRY(cudaMalloc(&s->a, bytes), err);
     CUDA_TRY(cudaMalloc(&s->b, bytes), err);
     CUDA_TRY(cudaMalloc(&s->c, bytes), err);
@@ -208,8 +265,8 @@ static int sgemm_bench_run(sgemm_bench_t *s, int n, int reps, dl_sgemm_math_t ma
     for (int r = -1; r < reps; r++) { /* r = -1: the warm-up */
         if (r >= 0)
             CUDA_TRY(cudaEventRecord(s->ev[r], s->stream), err);
-        CUBLAS_TRY(cublasSgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, s->a, n, s->b, n,
-                               &zero, s->c, n),
+        CUBLAS_TRY(dl_cublas()->sgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, s->a, n,
+                                      s->b, n, &zero, s->c, n),
                    err);
     }
     CUDA_TRY(cudaEventRecord(s->ev[reps], s->stream), err);
@@ -316,9 +373,9 @@ int dl_cuda_gemm(dl_cuda_t *g, int trans_a, int trans_b, int m, int n, int k, fl
                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc,
                  dl_err_t *err)
 {
-    CUBLAS_TRY(cublasSgemm(g->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                           trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, a, lda,
-                           &beta, c, ldc),
+    CUBLAS_TRY(dl_cublas()->sgemm(g->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                  trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, a,
+                                  lda, &beta, c, ldc),
                err);
     return 0;
 }

@@ -97,7 +97,8 @@ static const key_def_t keys[] = {
      "8 bytes each)"},
     {"data", "memory_budget_mb", K_INT, C(memory_budget_mb), "0", 0, BIG, NULL,
      "MiB the data pipeline of each rank may hold (sample order, prefetched batches, read "
-     "buffers); the job stops before training if it needs more (0 = no limit)"},
+     "buffers, mapped data files); the job stops before training if it needs more (0 = no "
+     "limit)"},
     {"data", "trace", K_BOOL, C(trace), "false", 0, 0, NULL,
      "write the sample indices of every step to RUN_DIR/data-trace-rankR.txt (one file per "
      "rank, for checking coverage)"},

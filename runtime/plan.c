@@ -87,9 +87,11 @@ void dl_plan_lr_text(const dl_config_t *cfg, int64_t global_batch, char *out, si
 }
 
 /* The training order, and the data pipeline's memory on each rank: the
- * order, the loader's prefetch slots (depth + 1 batches of floats, labels
- * and indices), and the reader's scratch (raw samples of one read, for each
- * dataset) plus HDF5's own buffers for every open file. */
+ * order, the loader's prefetch slots (depth + 1 batches of stored samples,
+ * labels and indices) and the batch the training thread normalises them
+ * into, and the reader's scratch (raw samples of one read and where each
+ * sample lies, for each dataset) plus HDF5's own buffers for every open
+ * file. The files' mappings come on top (plan_map). */
 static int plan_data(const dl_config_t *cfg, const dl_dataset_t *train, dl_plan_t *p, dl_err_t *err)
 {
     int nf = p->train.n_files;
@@ -110,10 +112,12 @@ static int plan_data(const dl_config_t *cfg, const dl_dataset_t *train, dl_plan_
                                   .shard_sizes = p->shard_sizes,
                                   .n_shards = nf};
     p->max_batch = p->batch > DL_EVAL_CHUNK ? p->batch : DL_EVAL_CHUNK;
-    int64_t sample = p->in_size * (p->train.is_float ? 4 : 1); /* stored bytes */
+    /* stored bytes, of the larger of the two datasets' samples */
+    int64_t sample = p->in_size * (p->train.is_float || p->test.is_float ? 4 : 1);
     p->order_bytes = dl_sampler_bytes(&p->order);
-    p->prefetch_bytes = (cfg->prefetch + 1) * p->max_batch * (sample * 4 + 4 + 8);
-    p->read_bytes = 2 * p->max_batch * (sample + 32) +
+    p->prefetch_bytes =
+        (cfg->prefetch + 1) * p->max_batch * (sample + 4 + 8) + p->max_batch * p->in_size * 4;
+    p->read_bytes = 2 * p->max_batch * (sample + 64) +
                     (int64_t)(p->train.n_files + p->test.n_files) * DL_H5_FILE_BYTES;
     p->data_bytes = p->order_bytes + p->prefetch_bytes + p->read_bytes;
     int64_t budget = cfg->memory_budget_mb << 20;
@@ -134,6 +138,22 @@ static int plan_data(const dl_config_t *cfg, const dl_dataset_t *train, dl_plan_
                       : p->order.order == DL_ORDER_STREAM ? "; lower [data] shuffle_buffer"
                                                           : "");
     return 0;
+}
+
+/* Map the datasets' files (dl_dataset_map: samples copied without a system
+ * call each) within what [data] memory_budget_mb leaves, training set
+ * first; without a budget, as dl_dataset_open mapped them. Mapped pages
+ * count in resident memory, so in the data pipeline's. */
+static void plan_map(const dl_config_t *cfg, dl_plan_t *p, dl_dataset_t *train, dl_dataset_t *test)
+{
+    int64_t budget = cfg->memory_budget_mb << 20;
+    if (budget) {
+        int64_t left = budget - p->data_bytes;
+        left -= dl_dataset_map(train, left);
+        dl_dataset_map(test, left);
+    }
+    p->map_bytes = dl_dataset_mapped_bytes(train) + dl_dataset_mapped_bytes(test);
+    p->data_bytes += p->map_bytes;
 }
 
 /* The model's sections, with a preset's "one unit per class" filled in. */
@@ -176,6 +196,8 @@ int dl_plan_make(const dl_config_t *cfg, int world, dl_plan_t *plan, dl_dataset_
         rc = plan_batches(cfg, plan, err);
     if (!rc)
         rc = plan_data(cfg, train, plan, err);
+    if (!rc)
+        plan_map(cfg, plan, train, test);
     if (!rc) {
         dl_model_t m;
         rc = dl_model_build(&m, plan->specs, plan->n_specs, plan->in_shape, 1, err);
@@ -256,6 +278,8 @@ int dl_plan_print(const dl_config_t *cfg, const dl_plan_t *p, FILE *f, dl_err_t 
         fprintf(f, " (blocks of %lld samples, shuffle buffer %lld)", (long long)p->order.block,
                 (long long)p->order.buffer);
     fprintf(f, "; data pipeline memory per rank: %.1f MiB", (double)p->data_bytes / 1048576.0);
+    if (p->map_bytes)
+        fprintf(f, ", %.1f MiB of it the mapped data files", (double)p->map_bytes / 1048576.0);
     if (cfg->memory_budget_mb)
         fprintf(f, " (budget %lld MiB)", (long long)cfg->memory_budget_mb);
     fprintf(f, "\n");

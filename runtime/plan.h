@@ -36,7 +36,8 @@ typedef struct dl_plan {
     dl_sampler_cfg_t order;
     int64_t *shard_sizes; /* samples per training shard (owned; order.shard_sizes) */
     int64_t max_batch;    /* the largest read: a training batch or an evaluation chunk */
-    int64_t order_bytes, prefetch_bytes, read_bytes, data_bytes; /* data_bytes: their sum */
+    int64_t order_bytes, prefetch_bytes, read_bytes, map_bytes; /* map: the files' mappings */
+    int64_t data_bytes;                                         /* the sum of the four */
 } dl_plan_t;
 
 /* Open the datasets named in cfg and check that they, the model and the

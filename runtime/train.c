@@ -85,6 +85,7 @@ typedef struct trainer {
     dl_sampler_t sampler; /* which samples this rank reads at each step */
     int64_t requested;    /* training steps whose batches have been requested */
     int64_t *idx;
+    float *batch_x; /* the batch taken, normalised here (take_batch) */
     float *dlogits, *aug_scratch, *pad_value;
     /* The device the model runs on; on a GPU the batch, its labels and the
      * logits' gradient live there too (on the CPU gx is the loader's batch). */
@@ -282,7 +283,15 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
     else
         snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s/checkpoints", t->cfg->run_dir);
     t->last_ckpt_step = -1;
-    rc = dl_loader_start(&t->loader, (int)t->cfg->prefetch, t->max_batch, p->in_size, err);
+    /* pinned on a GPU, so its copy to the device is a plain DMA */
+    t->batch_x =
+        dl_host_alloc(t->dev, (size_t)t->max_batch * (size_t)p->in_size * sizeof(float), err);
+    if (!t->batch_x)
+        return DL_ENOMEM;
+    int64_t bytes = dl_dataset_sample_bytes(t->train),
+            test_bytes = dl_dataset_sample_bytes(t->test);
+    rc = dl_loader_start(&t->loader, (int)t->cfg->prefetch, t->max_batch,
+                         bytes > test_bytes ? bytes : test_bytes, err);
     if (rc)
         return rc;
     dl_loader_set_timeout(t->loader, t->cfg->timeout_s);
@@ -303,6 +312,7 @@ static void free_trainer(trainer_t *t)
     dl_plan_free(&t->plan);
     dl_sampler_free(&t->sampler);
     free(t->idx);
+    dl_host_free(t->dev, t->batch_x);
     free(t->tensors);
     free(t->aug_scratch);
     free(t->pad_value);
@@ -373,19 +383,29 @@ static int average_over_ranks(trainer_t *t, float *buf, int64_t n, dl_err_t *err
     return rc;
 }
 
-/* The next batch from the loader. One that is stuck past the watchdog's
- * timeout cannot be stopped cleanly (its thread is inside a read), so the
- * job ends here, with the watchdog's status. */
+/* The next batch from the loader, which hands over samples as stored,
+ * normalised here into t->batch_x (augmentation works on the normalised
+ * floats, so a GPU gets them normalised too; upload copies them). One that
+ * is stuck past
+ * the watchdog's timeout cannot be stopped cleanly (its thread is inside a
+ * read), so the job ends here, with the watchdog's status. */
 static int take_batch(trainer_t *t, float **x, int32_t **y, int *n, double *waited, dl_err_t *err)
 {
-    int rc = dl_loader_next(t->loader, x, y, n, waited, err);
+    dl_loader_batch_t b;
+    int rc = dl_loader_take(t->loader, &b, waited, err);
     if (rc == DL_EABORT) {
         fprintf(stderr, "dltrain: error (rank %d): watchdog: %s; ending the job (exit status %d)\n",
                 t->rank, err->msg, DL_EXIT_ABORT);
         fflush(stderr);
         dl_comm_abort(DL_EXIT_ABORT);
     }
-    return rc;
+    if (rc)
+        return rc;
+    dl_dataset_normalise(b.ds, b.x, b.n, t->batch_x);
+    *x = t->batch_x;
+    *y = b.y;
+    *n = b.n;
+    return 0;
 }
 
 /* The watchdog's limit and label for the collectives that follow: rank 0

@@ -1,7 +1,8 @@
 /* The background loader returns exactly what a direct read returns, in the
- * order requested, at every depth; refuses to over-commit; reports read
- * errors on the request they belong to; and stops cleanly with requests
- * outstanding. Usage: test_loader DATASET.h5 */
+ * order requested, at every depth, as stored (dl_loader_take) and normalised
+ * (dl_loader_next); refuses to over-commit and samples larger than its
+ * slots; reports read errors on the request they belong to; and stops
+ * cleanly with requests outstanding. Usage: test_loader DATASET.h5 */
 #include <stdlib.h>
 
 #include "check.h"
@@ -66,6 +67,35 @@ static void test_depth(dl_dataset_t *ds, dl_dataset_t *direct, int depth)
     free(want);
 }
 
+/* Batches as stored: the bytes and labels of dl_dataset_read_stored, and
+ * the dataset they came from. */
+static void test_take(dl_dataset_t *ds, dl_dataset_t *direct)
+{
+    int64_t bytes = dl_dataset_sample_bytes(ds);
+    dl_loader_t *l = NULL;
+    dl_err_t err = {0};
+    int64_t idx[BATCH];
+    for (int j = 0; j < BATCH; j++)
+        idx[j] = (j * 7919) % dl_dataset_info(ds)->n;
+    CHECK(dl_loader_start(&l, 2, BATCH, bytes - 1, &err) == 0);
+    CHECK(dl_loader_request(l, ds, idx, BATCH, &err) == DL_EINTERNAL); /* too large */
+    dl_loader_stop(l);
+    CHECK(dl_loader_start(&l, 2, BATCH, bytes, &err) == 0);
+    uint8_t *want = malloc((size_t)BATCH * (size_t)bytes);
+    int32_t want_y[BATCH];
+    for (int r = 0; r < 3; r++) {
+        CHECK(dl_loader_request(l, ds, idx, BATCH - r, &err) == 0);
+        dl_loader_batch_t b;
+        CHECK(dl_loader_take(l, &b, NULL, &err) == 0);
+        CHECK(b.ds == ds && b.n == BATCH - r);
+        CHECK(dl_dataset_read_stored(direct, idx, b.n, want, want_y, &err) == 0);
+        CHECK(memcmp(b.x, want, (size_t)b.n * (size_t)bytes) == 0);
+        CHECK(memcmp(b.y, want_y, sizeof(int32_t) * (size_t)b.n) == 0);
+    }
+    dl_loader_stop(l);
+    free(want);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -80,6 +110,7 @@ int main(int argc, char **argv)
     }
     for (int depth = 1; depth <= 4; depth++)
         test_depth(ds, direct, depth);
+    test_take(ds, direct);
     dl_dataset_close(ds);
     dl_dataset_close(direct);
     return CHECK_DONE();
