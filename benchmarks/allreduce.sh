@@ -2,18 +2,24 @@
 # Our collectives layer (dl_comm_allreduce_sum_f32) against raw MPI_Allreduce
 # on the same buffer in the same run, nccl-tests style: sizes 8 B to 256 MiB,
 # time, algorithm and bus bandwidth of both, and the ratio ours/raw (target:
-# within 5% at 1 MiB and above). With --nccl, GPU buffers: our NCCL path
-# (dl_comm_nccl_allreduce_sum_f32 + dl_comm_nccl_wait) against raw
-# ncclAllReduce, one GPU per rank (a CUDA build; one rank per GPU of the
-# node). Figures only: nothing passes or fails on time.
+# within 5% at 1 MiB and above); with --bucket-mb, the buffer in gradient
+# buckets against one call too. --model cnn times training steps with the
+# gradients in one all-reduce, in buckets, and without any. With --nccl,
+# GPU buffers: our NCCL path (dl_comm_nccl_allreduce_sum_f32 +
+# dl_comm_nccl_wait) against raw ncclAllReduce, one GPU per rank (a CUDA
+# build; one rank per GPU of the node). Figures only: nothing passes or
+# fails on time.
 #
-#   benchmarks/allreduce.sh [-np N] [--nccl] [--max-bytes B] [bench_allreduce
-#                           options: --min-bytes B --factor 2|4 --reps N --target-ms MS]
+#   benchmarks/allreduce.sh [-np N] [--max-bytes B] [bench_allreduce options:
+#                           --min-bytes B --factor 2|4 --reps N --target-ms MS
+#                           --bucket-mb MB --first-bucket-mb MB | --nccl]
+#   benchmarks/allreduce.sh [-np N] --model cnn [--batch 64 --steps 10 --reps 15
+#                           --threads 1 --bucket-mb 25 --first-bucket-mb 1]
 #
 # -np: ranks (default 2; more than the cores oversubscribe them, which
-# measures the scheduler more than MPI). B: bytes, or with K, M or G.
-# BUILD_DIR (default build/ at the repository root) is where bench_allreduce
-# is built.
+# measures the scheduler more than MPI). B: bytes, or with K, M or G; MB:
+# MiB. BUILD_DIR (default build/ at the repository root) is where
+# bench_allreduce is built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 np=2
@@ -24,7 +30,7 @@ while [ $# -gt 0 ]; do
     -np|--np) np=$2; shift 2 ;;
     --nccl) nccl=1; args+=("$1"); shift ;;
     -h|--help)
-        sed -n '2,16s/^# \{0,1\}//p' "$0"
+        sed -n '2,22s/^# \{0,1\}//p' "$0"
         exit 0 ;;
     *) args+=("$1"); shift ;;
     esac

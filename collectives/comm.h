@@ -38,6 +38,20 @@ int dl_comm_watchdog_running(const dl_comm_t *c);
 /* In-place sums over all ranks. Counts may exceed 2^31. */
 int dl_comm_allreduce_sum_f32(dl_comm_t *c, float *buf, int64_t n, dl_err_t *err);
 int dl_comm_allreduce_sum_f64(dl_comm_t *c, double *buf, int64_t n, dl_err_t *err);
+/* Non-blocking in-place sum (MPI_Iallreduce): starts the sum of buf[0..n-1]
+ * over all ranks and returns without waiting; it counts as a collective
+ * (every rank starts the same ones in the same order) and completes in
+ * dl_comm_wait_all, before which buf must be neither read nor written.
+ * dl_comm_progress lets started sums advance: MPI moves them on only inside
+ * its calls. Used for the gradient buckets (buckets.h). Open MPI 4.1 sums
+ * in place as a binomial reduce to rank 0 then a broadcast, whatever the
+ * size, unless OMPI_MCA_coll_libnbc_iallreduce_algorithm chooses another
+ * algorithm (docs/cluster.md, "Bucket sizes"). */
+int dl_comm_iallreduce_sum_f32(dl_comm_t *c, float *buf, int64_t n, dl_err_t *err);
+int dl_comm_progress(dl_comm_t *c, dl_err_t *err);
+/* Wait until every started sum has completed. The watchdog watches this
+ * wait as it watches a blocking all-reduce. */
+int dl_comm_wait_all(dl_comm_t *c, dl_err_t *err);
 /* In-place minimum over all ranks of n int64 values. */
 int dl_comm_allreduce_min_i64(dl_comm_t *c, int64_t *buf, int n, dl_err_t *err);
 /* Copy bytes from root to every rank. */

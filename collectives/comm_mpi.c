@@ -1,17 +1,24 @@
 /* MPI implementation of the collectives interface (the CPU path).
  *
- * The watchdog (see comm.h) is a thread. The collectives stay the ordinary
- * blocking MPI calls (Open MPI's non-blocking all-reduce is up to 3x slower
- * at 1 MiB on one node); around each one the calling thread only records
- * which collective it is in and since when. The watchdog thread wakes a few
- * times a second: a rank that has waited in a collective for a while tells
- * rank 0 so with a heartbeat (the collective's number, the same on every
- * rank as all ranks call the same collectives in the same order), and rank
- * 0, once it has waited past the timeout, names the ranks that never said
- * they were there. A process that is stopped or stuck sends nothing, whether
- * it hangs before the collective or inside it. A healthy job sends no
- * heartbeats. MPI is then called from two threads: dist.c asks for
- * MPI_THREAD_MULTIPLE, and without it the watchdog stays off. */
+ * The watchdog (see comm.h) is a thread. The collectives are the ordinary
+ * blocking MPI calls; around each one the calling thread only records which
+ * collective it is in and since when. The one exception, the gradient
+ * buckets' MPI_Iallreduce, is numbered when it starts and recorded while
+ * dl_comm_wait_all waits for it, which is where a rank waits for the
+ * others then. The watchdog thread wakes a few times a second: a rank that
+ * has waited in a collective for a while tells rank 0 so with a heartbeat
+ * (the collective's number, the same on every rank as all ranks call the
+ * same collectives in the same order), again every second or so while it
+ * waits, and rank 0, once it has waited past the timeout, names the ranks
+ * that never said they were there. A rank whose heartbeats keep coming from
+ * an earlier collective also counts as there: it waits too, in a
+ * collective that rank 0 has already finished (a non-blocking all-reduce
+ * can complete on rank 0 and not yet on rank 1 when rank 2 stops halfway
+ * through it, since its ranks move it on only while inside MPI calls). A
+ * process that is stopped or stuck sends nothing, whether it hangs before
+ * the collective or inside it. A healthy job sends no heartbeats. MPI is
+ * then called from two threads: dist.c asks for MPI_THREAD_MULTIPLE, and
+ * without it the watchdog stays off. */
 #include <limits.h>
 #include <mpi.h>
 #include <pthread.h>
@@ -43,9 +50,16 @@ struct dl_comm {
     double timeout_s; /* 0: no watchdog */
     char what[160];   /* what the job is doing, for the watchdog's message */
     int64_t *seen;    /* rank 0: per rank, the newest collective it said it waits in */
-    int64_t hb_val;   /* the heartbeat being sent, and its request */
+    int64_t *seen_ns; /* rank 0: per rank, when its last heartbeat came in */
+    int64_t hb_val;   /* the heartbeat being sent, when, and its request */
+    int64_t hb_sent_ns;
     MPI_Request hb_req;
     dl_comm_ext_t ext; /* the NCCL communicator beside this one (comm_internal.h) */
+    /* Non-blocking sums started and not yet waited for, and the collective
+     * number of the newest one. */
+    MPI_Request *pending;
+    int n_pending, cap_pending;
+    int64_t pending_seq;
 };
 
 enum { OP_ALLREDUCE, OP_BROADCAST, OP_BARRIER, OP_GATHER, OP_SCATTER, OP_NCCL_INIT, OP_NCCL };
@@ -135,13 +149,18 @@ void dl_comm_watch(dl_comm_t *c, double timeout_s, const char *what, ...)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* The calling thread waits in collective number seq (from now on). */
+static void waits_in(dl_comm_t *c, int op, int64_t seq)
+{
+    atomic_store(&c->busy_op, op);
+    atomic_store(&c->busy_since_ns, now_ns());
+    atomic_store(&c->busy_seq, seq);
+}
 /* The calling thread enters and leaves collective number c->seq. */
 static void enter(dl_comm_t *c, int op)
 {
     c->seq++;
-    atomic_store(&c->busy_op, op);
-    atomic_store(&c->busy_since_ns, now_ns());
-    atomic_store(&c->busy_seq, c->seq);
+    waits_in(c, op, c->seq);
 }
 static void leave(dl_comm_t *c)
 {
@@ -162,7 +181,21 @@ static void drain_heartbeats(dl_comm_t *c)
             return;
         if (v > c->seen[st.MPI_SOURCE])
             c->seen[st.MPI_SOURCE] = v;
+        c->seen_ns[st.MPI_SOURCE] = now_ns();
     }
+}
+
+/* Seconds of waiting after which a rank tells rank 0, and tells it again. */
+static double heartbeat_after(double timeout)
+{
+    return timeout / 4 < HEARTBEAT_AFTER_S ? timeout / 4 : HEARTBEAT_AFTER_S;
+}
+
+/* A rank waiting at a collective sends a heartbeat every heartbeat_after
+ * seconds; one no older than this (s) shows that it waits now. */
+static double heartbeat_fresh_s(double timeout)
+{
+    return 2.0 * heartbeat_after(timeout) + 2.0 * WATCH_PERIOD_S;
 }
 
 /* Other ranks' watchdogs: tell rank 0 that this rank waits in collective seq. */
@@ -175,11 +208,13 @@ static void send_heartbeat(dl_comm_t *c, int64_t seq)
             return;
     }
     c->hb_val = seq;
+    c->hb_sent_ns = now_ns();
     if (MPI_Isend(&c->hb_val, 1, MPI_INT64_T, 0, TAG_HEARTBEAT, c->hb, &c->hb_req) != MPI_SUCCESS)
         c->hb_req = MPI_REQUEST_NULL;
 }
 
-/* The watchdog has seen enough: say who is missing and end the job. */
+/* The watchdog has seen enough: say who is missing and end the job. Rank 0
+ * may look again later instead (see below). */
 static void timed_out(dl_comm_t *c, int64_t seq, const char *op, double waited, double timeout)
 {
     char what[sizeof c->what];
@@ -194,22 +229,32 @@ static void timed_out(dl_comm_t *c, int64_t seq, const char *op, double waited, 
               what, waited, op);
     drain_heartbeats(c);
     char list[512] = "";
-    int n = 0;
+    int n = 0, behind = 0;
     size_t len = 0;
     for (int r = 1; r < c->size; r++) {
         if (c->seen[r] >= seq)
             continue;
+        double age = 1e-9 * (double)(now_ns() - c->seen_ns[r]);
+        if (c->seen[r] > 0 && age <= heartbeat_fresh_s(timeout)) { /* waits before seq */
+            behind++;
+            continue;
+        }
         if (n < 32 && len < sizeof list - 16)
             len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", n ? ", " : "", r);
         n++;
     }
     if (n > 32)
         snprintf(list + len, sizeof list - len, " and %d more", n - 32);
-    if (n == 0) /* every rank said it is here */
+    /* A rank that left the earlier collective and then stopped goes quiet
+     * within heartbeat_fresh_s: look again until then (before the other
+     * ranks' NONROOT_GRACE_S runs out). */
+    if (n == 0 && behind && waited < timeout + heartbeat_fresh_s(timeout) + 2.0 * WATCH_PERIOD_S)
+        return;
+    if (n == 0) /* every rank said it waits */
         fatal(c,
-              "watchdog: %s: every rank reached the %s but it has not completed in %.0f s; MPI "
+              "watchdog: %s: every rank reached the %s%s but it has not completed in %.0f s; MPI "
               "or the network is stuck",
-              what, op, waited);
+              what, op, behind ? " or waits in a collective before it" : "", waited);
     fatal(c,
           "watchdog: %s: rank%s %s did not reach the %s within the timeout of %g s, while the "
           "other ranks waited there; the rank%s stopped or %s stuck",
@@ -229,8 +274,9 @@ static void watch_once(dl_comm_t *c, double timeout)
     if (atomic_load(&c->busy_seq) != seq) /* it moved on meanwhile */
         return;
     double waited = 1e-9 * (double)(now_ns() - since);
-    double tell_after = timeout / 4 < HEARTBEAT_AFTER_S ? timeout / 4 : HEARTBEAT_AFTER_S;
-    if (c->rank != 0 && waited >= tell_after && c->hb_val != seq)
+    double every = heartbeat_after(timeout);
+    if (c->rank != 0 && waited >= every &&
+        (c->hb_val != seq || 1e-9 * (double)(now_ns() - c->hb_sent_ns) >= every))
         send_heartbeat(c, seq);
     if (waited >= timeout + (c->rank ? NONROOT_GRACE_S : 0.0))
         timed_out(c, seq, op_names[op], waited, timeout);
@@ -278,7 +324,8 @@ static int start_watchdog(dl_comm_t *c, dl_err_t *err)
     MPI_Query_thread(&level);
     if (c->size == 1 || level < MPI_THREAD_MULTIPLE)
         return 0;
-    if (c->rank == 0 && !(c->seen = dl_calloc((size_t)c->size, sizeof *c->seen, err)))
+    if (c->rank == 0 && (!(c->seen = dl_calloc((size_t)c->size, sizeof *c->seen, err)) ||
+                         !(c->seen_ns = dl_calloc((size_t)c->size, sizeof *c->seen_ns, err))))
         return DL_ENOMEM;
     if (pthread_create(&c->thread, NULL, watchdog, c) != 0)
         return DL_ERR(err, DL_ELIB, "cannot start the watchdog thread");
@@ -341,9 +388,13 @@ void dl_comm_free(dl_comm_t *c)
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->wake);
     }
+    /* Sums still pending (a backward pass that failed) are not waited for:
+     * the ranks they need may be gone, and MPI cannot cancel them. */
     MPI_Comm_free(&c->hb);
     MPI_Comm_free(&c->comm);
+    free(c->pending);
     free(c->seen);
+    free(c->seen_ns);
     free(c);
 }
 
@@ -424,6 +475,59 @@ int dl_comm_allreduce_sum_f32(dl_comm_t *c, float *buf, int64_t n, dl_err_t *err
 int dl_comm_allreduce_sum_f64(dl_comm_t *c, double *buf, int64_t n, dl_err_t *err)
 {
     return allreduce(c, buf, n, sizeof(double), MPI_DOUBLE, MPI_SUM, err);
+}
+
+int dl_comm_iallreduce_sum_f32(dl_comm_t *c, float *buf, int64_t n, dl_err_t *err)
+{
+    (void)err; /* failures end the job (see comm.h) */
+    int pieces = (int)((n + CHUNK - 1) / CHUNK);
+    if (c->n_pending + pieces > c->cap_pending) {
+        /* grows to the number of buckets in the first step, then stays */
+        int cap = 2 * (c->n_pending + pieces);
+        MPI_Request *p = realloc(c->pending, (size_t)cap * sizeof *p);
+        if (!p) /* the other ranks would wait for this sum: end the job */
+            fatal(c, "%s: out of memory starting an all-reduce", c->what[0] ? c->what : "start-up");
+        c->pending = p;
+        c->cap_pending = cap;
+    }
+    c->seq++;
+    for (int64_t off = 0; off < n; off += CHUNK) {
+        int64_t k = n - off < CHUNK ? n - off : CHUNK;
+        MPI_COLL(c,
+                 MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_FLOAT, MPI_SUM, c->comm,
+                                &c->pending[c->n_pending]),
+                 "all-reduce");
+        c->n_pending++;
+    }
+    c->pending_seq = c->seq;
+    return 0;
+}
+
+int dl_comm_progress(dl_comm_t *c, dl_err_t *err)
+{
+    (void)err; /* failures end the job (see comm.h) */
+    int done = 0;
+    if (c->n_pending) {
+        MPI_COLL(c, MPI_Testall(c->n_pending, c->pending, &done, MPI_STATUSES_IGNORE),
+                 "all-reduce");
+        if (done)
+            c->n_pending = 0;
+    }
+    return 0;
+}
+
+int dl_comm_wait_all(dl_comm_t *c, dl_err_t *err)
+{
+    (void)err; /* failures end the job (see comm.h) */
+    if (!c->n_pending)
+        return 0;
+    /* Every rank waits for the same sums here, so the newest one's number
+     * tells rank 0 who has arrived, as for a blocking collective. */
+    waits_in(c, OP_ALLREDUCE, c->pending_seq);
+    MPI_COLL(c, MPI_Waitall(c->n_pending, c->pending, MPI_STATUSES_IGNORE), "all-reduce");
+    leave(c);
+    c->n_pending = 0;
+    return 0;
 }
 
 int dl_comm_allreduce_min_i64(dl_comm_t *c, int64_t *buf, int n, dl_err_t *err)

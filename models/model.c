@@ -395,6 +395,7 @@ static int add_shortcut_grads(dl_model_t *m, int i, int n, dl_err_t *err)
 int dl_model_backward(dl_model_t *m, const float *dout, int n, dl_err_t *err)
 {
     m->dacts[m->n_layers] = (float *)dout; /* read only */
+    int64_t from = m->n_params;            /* grads[from..n_params) are final */
     for (int i = m->n_layers - 1; i >= 0; i--) {
         if (!stores_output(m, i)) /* a pool its convolution applies: done there */
             continue;
@@ -407,6 +408,10 @@ int dl_model_backward(dl_model_t *m, const float *dout, int n, dl_err_t *err)
             return pass_failed(m, i, rc, "backward", err);
         if (i > 0 && (rc = add_shortcut_grads(m, i, n, err)) != 0)
             return rc;
+        from -= l->ops->n_params(l);
+        if (m->ctx.grads_ready && (rc = m->ctx.grads_ready(m->ctx.grads_arg, from)) != 0)
+            return DL_ERR(err, rc, "passing on the gradients of layer %d (%s) failed", i + 1,
+                          l->ops->name);
     }
     m->dacts[m->n_layers] = NULL;
     return 0;

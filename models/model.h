@@ -81,6 +81,13 @@ typedef struct dl_model_ctx {
      * when there is one rank. Returns 0 or a negative DL_E* status. */
     int (*allreduce_sum)(void *comm, float *buf, int64_t n);
     void *comm;
+    /* Called by dl_model_backward after each layer's backward pass, from =
+     * that layer's offset into the gradient buffer: grads[from..n_params)
+     * are final then (layers run last first, so from only decreases, to 0
+     * at the first layer). The gradient all-reduce starts its buckets here.
+     * NULL: not called. Returns 0 or a negative DL_E* status. */
+    int (*grads_ready)(void *arg, int64_t from);
+    void *grads_arg;
 } dl_model_ctx_t;
 
 /* One layer type. Shapes: setup() sets l->out from l->in and l->spec.

@@ -80,6 +80,12 @@ static const key_def_t keys[] = {
     {"train", "timeout", K_FLOAT, C(timeout_s), "600", 0, 1e7, NULL,
      "watchdog: seconds a rank may wait at a step's collective for the others before the job "
      "ends with status 3, naming the ranks that did not arrive (0 = off)"},
+    {"train", "bucket_mb", K_FLOAT, C(bucket_mb), "25", 0, 1e6, NULL,
+     "gradient all-reduce in buckets of this many MiB, each started as soon as the backward "
+     "pass has made its gradients final (0 = one all-reduce after the backward pass)"},
+    {"train", "first_bucket_mb", K_FLOAT, C(first_bucket_mb), "1", 0, 1e6, NULL,
+     "MiB of the first bucket, the last layers' gradients, which are ready first (at most "
+     "bucket_mb; 0 = bucket_mb)"},
     {"data", "train", K_STRING, C(train_data), NULL, 0, DL_SPEC_MAX - 1, NULL,
      "training data: an HDF5 file, a comma-separated list or a glob of shards (required)"},
     {"data", "test", K_STRING, C(test_data), NULL, 0, DL_SPEC_MAX - 1, NULL,

@@ -72,6 +72,8 @@ typedef struct dl_config {
     int64_t max_bad_steps;     /* non-finite steps in a row before a roll-back */
     double bad_step_lr_factor; /* learning-rate factor of each roll-back */
     double timeout_s;          /* watchdog: wait limit at a collective (s); 0 = off */
+    double bucket_mb;          /* gradient all-reduce buckets (MiB); 0 = one call after backward */
+    double first_bucket_mb;    /* the first bucket (MiB), at most bucket_mb */
     /* [data] */
     char train_data[DL_SPEC_MAX], test_data[DL_SPEC_MAX];
     int64_t prefetch;         /* batches read ahead by the I/O thread */

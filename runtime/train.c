@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../collectives/buckets.h"
 #include "../io/augment.h"
 #include "../io/checkpoint.h"
 #include "../io/loader.h"
@@ -115,6 +116,9 @@ typedef struct trainer {
     FILE *trace;            /* [data] trace: this rank's sample indices per step */
     int max_batch;
     dl_metrics_t metrics;
+    /* the gradient all-reduce */
+    dl_buckets_t *buckets; /* in buckets started during the backward pass (NULL: one call after) */
+    int64_t nan_end;       /* DLTRAIN_FAULT_NAN: grads[0..nan_end) still to poison */
 } trainer_t;
 
 static int check_gpus_distinct(trainer_t *t, const dl_dist_t *dist, const char *bus, dl_err_t *err);
@@ -214,6 +218,54 @@ static int model_allreduce(void *arg, float *buf, int64_t n)
     return rc ? rc : dl_comm_nccl_wait(t->comm, stream, &err);
 }
 
+/* Make grads[from..nan_end) NaN (a DLTRAIN_FAULT_NAN fault due this step).
+ * On a GPU, where there are no buckets, the first gradient is enough. */
+static int poison_grads(trainer_t *t, int64_t from, dl_err_t *err)
+{
+    if (from >= t->nan_end)
+        return 0;
+    if (t->dev == DL_DEV_CPU) {
+        for (int64_t i = from; i < t->nan_end; i++)
+            t->model.grads[i] = NAN;
+    } else {
+        const float nan = NAN;
+        int rc =
+            dl_dev_copy(t->model.cuda, t->model.grads + from, &nan, sizeof nan, DL_COPY_H2D, err);
+        if (rc)
+            return rc;
+    }
+    t->nan_end = from;
+    return 0;
+}
+
+/* models/ calls this during the backward pass: grads[from..) are final, so
+ * the buckets inside them start their all-reduce. */
+static int grads_ready(void *arg, int64_t from)
+{
+    trainer_t *t = arg;
+    dl_err_t err = {0};
+    int rc = poison_grads(t, from, &err);
+    return rc ? rc : dl_buckets_ready(t->buckets, from, &err);
+}
+
+/* Bucketed all-reduce of the gradients ([train] bucket_mb > 0), on 2 or more
+ * ranks. */
+static int setup_buckets(trainer_t *t, dl_err_t *err)
+{
+    /* On GPUs the gradients go in one NCCL all-reduce after the backward
+     * pass (grads_allreduce) for now. */
+    if (t->world < 2 || t->cfg->bucket_mb <= 0 || t->dev != DL_DEV_CPU)
+        return 0;
+    int rc = dl_buckets_create(&t->buckets, t->comm, t->model.grads, t->model.n_params,
+                               (int64_t)(t->cfg->bucket_mb * 1048576.0),
+                               (int64_t)(t->cfg->first_bucket_mb * 1048576.0), err);
+    if (rc)
+        return rc;
+    t->model.ctx.grads_ready = grads_ready;
+    t->model.ctx.grads_arg = t;
+    return 0;
+}
+
 static int setup_augment(trainer_t *t, dl_err_t *err)
 {
     const dl_plan_t *p = &t->plan;
@@ -248,7 +300,9 @@ static int alloc_buffers(trainer_t *t, dl_err_t *err)
                                     .rank = t->rank,
                                     .allreduce_sum = t->world > 1 ? model_allreduce : NULL,
                                     .comm = t};
-    rc = dl_optim_init(&t->opt, &t->cfg->optim, t->model.n_params, err);
+    rc = setup_buckets(t, err);
+    if (!rc)
+        rc = dl_optim_init(&t->opt, &t->cfg->optim, t->model.n_params, err);
     if (!rc && t->dev == DL_DEV_CUDA)
         rc = dl_optim_use_cuda(&t->opt, t->model.cuda, err);
     if (rc)
@@ -307,6 +361,7 @@ static void free_trainer(trainer_t *t)
     dl_dev_free(t->dev, t->gy);
     dl_dev_free(t->dev, t->dlogits);
     dl_dev_free(t->dev, t->state_backup);
+    dl_buckets_free(t->buckets);
     dl_optim_free(&t->opt);
     dl_model_free(&t->model);
     dl_plan_free(&t->plan);
@@ -882,22 +937,6 @@ static int grads_allreduce(trainer_t *t, dl_err_t *err)
     return rc ? rc : dl_comm_nccl_wait(t->comm, stream, err);
 }
 
-/* The fault injection of tests ([dl_fault_nan], DLTRAIN_FAULT_NAN): a NaN
- * gradient on the chosen rank and step, on either device. */
-static int inject_nan(trainer_t *t, int64_t step, dl_err_t *err)
-{
-    dl_model_t *m = &t->model;
-    if (t->dev == DL_DEV_CPU) {
-        dl_fault_nan(t->rank, step, m->grads, m->n_params);
-        return 0;
-    }
-    float first = 0.0f; /* it poisons the first gradient */
-    dl_fault_nan(t->rank, step, &first, 1);
-    if (first == first)
-        return 0;
-    return dl_dev_copy(m->cuda, m->grads, &first, sizeof first, DL_COPY_H2D, err);
-}
-
 /* Forward and backward on this rank's part of global batch `step`, whose
  * batch was requested earlier, and the all-reduce of the gradients; the
  * caller decides whether the optimiser takes the step. step_acc[0..1] get
@@ -933,13 +972,14 @@ static int train_step(trainer_t *t, int64_t step, double *step_acc, dl_err_t *er
     rc = batch_loss(t, logits, y, b, 1.0f / (float)p->global_batch, t->dlogits, &step_acc[0],
                     &correct, err);
     step_acc[1] = (double)correct;
+    t->nan_end = dl_fault_nan_due(t->rank, step) ? m->n_params : 0;
     if (!rc)
         rc = dl_model_backward(m, t->dlogits, b, err);
     if (!rc)
-        rc = inject_nan(t, step, err);
-    if (!rc) {
+        rc = poison_grads(t, 0, err);
+    if (!rc) { /* with buckets, the wait for those not done during the backward pass */
         double t0 = now_s();
-        rc = grads_allreduce(t, err);
+        rc = t->buckets ? dl_buckets_finish(t->buckets, err) : grads_allreduce(t, err);
         t->allreduce_s += now_s() - t0;
     }
     return rc;
@@ -1365,6 +1405,14 @@ static void announce(trainer_t *t, const dl_dist_t *dist)
     char lr[160];
     dl_plan_lr_text(t->cfg, p->global_batch, lr, sizeof lr);
     dl_metrics_say(&t->metrics, "learning rate: %s", lr);
+    if (t->buckets)
+        dl_metrics_say(&t->metrics,
+                       "gradient all-reduce: %d bucket(s) of up to %g MiB (the first %g MiB), "
+                       "each started during the backward pass",
+                       dl_buckets_count(t->buckets), t->cfg->bucket_mb,
+                       t->cfg->first_bucket_mb > 0 && t->cfg->first_bucket_mb < t->cfg->bucket_mb
+                           ? t->cfg->first_bucket_mb
+                           : t->cfg->bucket_mb);
     if (t->cfg->timeout_s > 0 && !dl_comm_watchdog_running(t->comm))
         dl_metrics_say(&t->metrics, "note: the watchdog ([train] timeout) is off: this MPI library "
                                     "does not support MPI_THREAD_MULTIPLE, which it needs");

@@ -4,7 +4,8 @@
 #    skipped; three in a row roll back to the last checkpoint with a lower
 #    learning rate; three in a row with no checkpoint stop with status 2. The
 #    runs that finish report ranks_identical (every rank's parameter digest
-#    is the same). A malformed DLTRAIN_FAULT_NAN is bad input.
+#    is the same). The skip also holds with the gradients in 20 buckets and
+#    in one all-reduce. A malformed DLTRAIN_FAULT_NAN is bad input.
 # 2. A checkpoint that cannot be written (a real limit: rank 0 runs under a
 #    file size limit smaller than the checkpoint, with SIGXFSZ ignored, so
 #    the write fails with EFBIG as it would with ENOSPC on a full disk): the
@@ -26,6 +27,18 @@ expect_in skip.log "step 20: non-finite loss or gradient on some rank; update sk
 [ "$(json_field skip/summary.json ranks_identical)" = true ] ||
     fail "one NaN step: ranks_identical is '$(json_field skip/summary.json ranks_identical)'"
 [ "$(json_field skip/summary.json steps)" = 60 ] || fail "one NaN step: the run did not finish"
+# The NaN goes into each gradient bucket before it is sent (above: one
+# bucket; here 20), or before the one all-reduce with train.bucket_mb = 0.
+for b in "0.05 train.first_bucket_mb=0.013" 0; do
+    d=skip-${b%% *}
+    DLTRAIN_FAULT_NAN=1:20 $MPIRUN 2 "$DLTRAIN" "$JOB" $common train.max_steps=30 \
+        train.bucket_mb=$b train.run_dir=$d >$d.log 2>&1
+    expect_status 0 $? "run with one NaN step, bucket_mb=$b"
+    expect_in $d.log "step 20: non-finite loss or gradient on some rank; update skipped (1 in a row" \
+        "skip message, bucket_mb=$b"
+    [ "$(json_field $d/summary.json ranks_identical)" = true ] ||
+        fail "one NaN step, bucket_mb=$b: ranks_identical is '$(json_field $d/summary.json ranks_identical)'"
+done
 
 # 1b. Three NaN steps in a row just after the checkpoint of step 50: the
 #     third rolls back to it with the learning rate halved; the repeated
