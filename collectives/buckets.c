@@ -10,6 +10,8 @@ struct dl_buckets {
     int64_t *starts; /* bucket k covers [starts[k], k ? starts[k-1] : n) */
     int count;
     int started; /* buckets started in this pass: 0..started-1 */
+    /* GPU path: NCCL on the side stream, after the compute stream */
+    void *side, *compute;
 };
 
 int dl_buckets_split(int64_t n, int64_t bucket_bytes, int64_t first_bytes, int64_t **starts,
@@ -62,6 +64,20 @@ int dl_buckets_create(dl_buckets_t **out, dl_comm_t *c, float *buf, int64_t n, i
     return 0;
 }
 
+int dl_buckets_create_nccl(dl_buckets_t **out, dl_comm_t *c, float *dev_buf, int64_t n,
+                           int64_t bucket_bytes, int64_t first_bytes, void *compute, dl_err_t *err)
+{
+    void *side = NULL;
+    int rc = dl_comm_nccl_stream(c, &side, err);
+    if (!rc)
+        rc = dl_buckets_create(out, c, dev_buf, n, bucket_bytes, first_bytes, err);
+    if (rc)
+        return rc;
+    (*out)->side = side;
+    (*out)->compute = compute;
+    return 0;
+}
+
 int dl_buckets_count(const dl_buckets_t *b)
 {
     return b->count;
@@ -69,23 +85,26 @@ int dl_buckets_count(const dl_buckets_t *b)
 
 int dl_buckets_ready(dl_buckets_t *b, int64_t from, dl_err_t *err)
 {
-    for (; b->started < b->count && b->starts[b->started] >= from; b->started++) {
+    int rc = 0;
+    if (b->side && b->started < b->count && b->starts[b->started] >= from)
+        rc = dl_comm_nccl_after(b->comm, b->side, b->compute, err); /* once for these buckets */
+    for (; !rc && b->started < b->count && b->starts[b->started] >= from; b->started++) {
         int k = b->started;
         int64_t end = k ? b->starts[k - 1] : b->n;
-        int rc =
-            dl_comm_iallreduce_sum_f32(b->comm, b->buf + b->starts[k], end - b->starts[k], err);
-        if (rc)
-            return rc;
+        float *at = b->buf + b->starts[k];
+        rc = b->side ? dl_comm_nccl_allreduce_sum_f32(b->comm, at, end - b->starts[k], b->side, err)
+                     : dl_comm_iallreduce_sum_f32(b->comm, at, end - b->starts[k], err);
     }
-    /* Open MPI moves started sums on only inside MPI calls: this is one. */
-    return dl_comm_progress(b->comm, err);
+    /* Open MPI moves started sums on only inside MPI calls: this is one
+     * (NCCL's run on the GPU by themselves). */
+    return rc || b->side ? rc : dl_comm_progress(b->comm, err);
 }
 
 int dl_buckets_finish(dl_buckets_t *b, dl_err_t *err)
 {
     int rc = dl_buckets_ready(b, 0, err);
     if (!rc)
-        rc = dl_comm_wait_all(b->comm, err);
+        rc = b->side ? dl_comm_nccl_wait(b->comm, b->side, err) : dl_comm_wait_all(b->comm, err);
     b->started = 0;
     return rc;
 }

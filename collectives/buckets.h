@@ -31,6 +31,13 @@ int dl_buckets_split(int64_t n, int64_t bucket_bytes, int64_t first_bytes, int64
  * sums go through c. */
 int dl_buckets_create(dl_buckets_t **out, dl_comm_t *c, float *buf, int64_t n, int64_t bucket_bytes,
                       int64_t first_bytes, dl_err_t *err);
+/* The same over GPU memory (the GPU path): each bucket is summed with NCCL
+ * on the communicator's side stream (dl_comm_nccl_stream), ordered after
+ * the work queued on compute so far, i.e. the backward pass that made its
+ * gradients, so the sums run while the rest of the backward pass computes.
+ * c needs NCCL (dl_comm_nccl_init). */
+int dl_buckets_create_nccl(dl_buckets_t **out, dl_comm_t *c, float *dev_buf, int64_t n,
+                           int64_t bucket_bytes, int64_t first_bytes, void *compute, dl_err_t *err);
 int dl_buckets_count(const dl_buckets_t *b);
 /* During the backward pass: buf[from..n-1] is final. Starts the sums of the
  * buckets that now lie inside it, in bucket order, and lets the started ones

@@ -102,5 +102,11 @@ int dl_comm_nccl_allreduce_sum_f32(dl_comm_t *c, float *dev_buf, int64_t n, void
 /* Wait until everything queued on stream has run (collective: the
  * watchdog watches it as an NCCL all-reduce). */
 int dl_comm_nccl_wait(dl_comm_t *c, void *stream, dl_err_t *err);
+/* A CUDA stream of c's own (made on the first call, destroyed with c), for
+ * sums that run beside the compute stream: the gradient buckets. */
+int dl_comm_nccl_stream(dl_comm_t *c, void **stream, dl_err_t *err);
+/* Make what is queued on stream from now on wait for everything queued on
+ * `after` so far (a CUDA event; the host does not wait). */
+int dl_comm_nccl_after(dl_comm_t *c, void *stream, void *after, dl_err_t *err);
 
 #endif

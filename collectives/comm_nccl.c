@@ -54,6 +54,10 @@ typedef struct nccl {
     pthread_mutex_t done_mu;
     pthread_cond_t done_cv;
     int done;
+    /* dl_comm_nccl_stream and dl_comm_nccl_after: a side stream and the
+     * event that orders it after another stream (made on first use). */
+    cudaStream_t side;
+    cudaEvent_t ev;
 } nccl_t;
 
 static double now_s(void)
@@ -236,6 +240,10 @@ static void nccl_release(void *arg)
         s->comm = NULL;
     }
     pthread_mutex_unlock(&s->mu);
+    if (s->ev)
+        cudaEventDestroy(s->ev);
+    if (s->side)
+        cudaStreamDestroy(s->side);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->done_mu);
     pthread_cond_destroy(&s->done_cv);
@@ -405,4 +413,39 @@ int dl_comm_nccl_wait(dl_comm_t *c, void *stream, dl_err_t *err)
     poll_done(s, 1, (cudaStream_t)stream, "NCCL all-reduce");
     dl_comm_leave_nccl(c);
     return 0;
+}
+
+/* A failed CUDA call of the two functions below, as a dl error. */
+static int cuda_failed(cudaError_t r, const char *call, dl_err_t *err)
+{
+    return DL_ERR(err, DL_ELIB, "%s failed: %s", call, cudaGetErrorString(r));
+}
+
+int dl_comm_nccl_stream(dl_comm_t *c, void **stream, dl_err_t *err)
+{
+    *stream = NULL;
+    nccl_t *s = state_of(c, "dl_comm_nccl_stream", err);
+    if (!s)
+        return DL_EINTERNAL;
+    cudaError_t r;
+    if (!s->side && (r = cudaStreamCreateWithFlags(&s->side, cudaStreamNonBlocking)) != cudaSuccess)
+        return cuda_failed(r, "cudaStreamCreateWithFlags", err);
+    if (!s->ev && (r = cudaEventCreateWithFlags(&s->ev, cudaEventDisableTiming)) != cudaSuccess)
+        return cuda_failed(r, "cudaEventCreateWithFlags", err);
+    *stream = (void *)s->side;
+    return 0;
+}
+
+int dl_comm_nccl_after(dl_comm_t *c, void *stream, void *after, dl_err_t *err)
+{
+    nccl_t *s = state_of(c, "dl_comm_nccl_after", err);
+    if (!s)
+        return DL_EINTERNAL;
+    if (!s->ev)
+        return DL_ERR(err, DL_EINTERNAL, "dl_comm_nccl_after before dl_comm_nccl_stream");
+    cudaError_t r = cudaEventRecord(s->ev, (cudaStream_t)after);
+    if (r != cudaSuccess)
+        return cuda_failed(r, "cudaEventRecord", err);
+    r = cudaStreamWaitEvent((cudaStream_t)stream, s->ev, 0);
+    return r == cudaSuccess ? 0 : cuda_failed(r, "cudaStreamWaitEvent", err);
 }

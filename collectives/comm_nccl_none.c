@@ -28,3 +28,14 @@ int dl_comm_nccl_wait(dl_comm_t *c, void *stream, dl_err_t *err)
 {
     return DL_ERR(err, DL_EINPUT, "%s", NO_NCCL);
 }
+
+int dl_comm_nccl_stream(dl_comm_t *c, void **stream, dl_err_t *err)
+{
+    *stream = NULL;
+    return DL_ERR(err, DL_EINPUT, "%s", NO_NCCL);
+}
+
+int dl_comm_nccl_after(dl_comm_t *c, void *stream, void *after, dl_err_t *err)
+{
+    return DL_ERR(err, DL_EINPUT, "%s", NO_NCCL);
+}

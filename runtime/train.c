@@ -219,7 +219,7 @@ static int model_allreduce(void *arg, float *buf, int64_t n)
 }
 
 /* Make grads[from..nan_end) NaN (a DLTRAIN_FAULT_NAN fault due this step).
- * On a GPU, where there are no buckets, the first gradient is enough. */
+ * On a GPU one NaN, at grads[from], is enough for every check. */
 static int poison_grads(trainer_t *t, int64_t from, dl_err_t *err)
 {
     if (from >= t->nan_end)
@@ -252,13 +252,15 @@ static int grads_ready(void *arg, int64_t from)
  * ranks. */
 static int setup_buckets(trainer_t *t, dl_err_t *err)
 {
-    /* On GPUs the gradients go in one NCCL all-reduce after the backward
-     * pass (grads_allreduce) for now. */
-    if (t->world < 2 || t->cfg->bucket_mb <= 0 || t->dev != DL_DEV_CPU)
+    if (t->world < 2 || t->cfg->bucket_mb <= 0)
         return 0;
-    int rc = dl_buckets_create(&t->buckets, t->comm, t->model.grads, t->model.n_params,
-                               (int64_t)(t->cfg->bucket_mb * 1048576.0),
-                               (int64_t)(t->cfg->first_bucket_mb * 1048576.0), err);
+    int64_t size = (int64_t)(t->cfg->bucket_mb * 1048576.0),
+            first = (int64_t)(t->cfg->first_bucket_mb * 1048576.0);
+    int rc = t->dev == DL_DEV_CPU
+                 ? dl_buckets_create(&t->buckets, t->comm, t->model.grads, t->model.n_params, size,
+                                     first, err)
+                 : dl_buckets_create_nccl(&t->buckets, t->comm, t->model.grads, t->model.n_params,
+                                          size, first, dl_cuda_stream(t->model.cuda), err);
     if (rc)
         return rc;
     t->model.ctx.grads_ready = grads_ready;
