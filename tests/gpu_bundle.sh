@@ -11,7 +11,7 @@
 #
 # BUILD_DIR is a build configured with -DDLTRAIN_CUDA=ON. OUT_DIR must not
 # exist, or be an earlier bundle (it is replaced). It gets:
-#   bin/      dltrain, dltrain-data, test_gpu, bench_train, bench_allreduce:
+#   bin/      dltrain, dltrain-data, test_gpu, test_nccl, bench_train, bench_allreduce:
 #             small wrappers that put lib/ (and the CUDA libraries' folder,
 #             found by env.sh) on LD_LIBRARY_PATH for that program alone and
 #             run the real one from libexec/. The library path is not set for
@@ -58,7 +58,7 @@
 # shown here over several; the run folders stay in /tmp because at most 8
 # files come back from $OUT:
 #
-#   set -o pipefail; source bundle/env.sh && { test_gpu &&
+#   set -o pipefail; source bundle/env.sh && { test_gpu; test_nccl;
 #   dltrain docs/examples/fashion-mlp.ini train.device=cuda train.epochs=3
 #     train.progress=lines data.train=bundle/data/fashion-train-15000.h5
 #     data.test=bundle/data/fashion-test.h5 train.run_dir=/tmp/mlp-cuda &&
@@ -87,7 +87,7 @@ usage() {
 }
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-PROGRAMS="dltrain dltrain-data test_gpu bench_train bench_allreduce"
+PROGRAMS="dltrain dltrain-data test_gpu test_nccl bench_train bench_allreduce"
 LIMIT_MIB=60
 FASHION=/usr/share/datasets/fashion-mnist
 OMPI_COMPONENTS=/usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3
