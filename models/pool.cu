@@ -26,6 +26,15 @@ __device__ __forceinline__ void covering(int i, int k, int s, int p, int nout, i
     *hi = o1 < nout ? o1 : nout;
 }
 
+/* Inputs [*lo, *hi) along an axis of n that output o's window covers,
+ * clipped to the input (pool.c's pool_window). */
+__device__ __forceinline__ void window(int o, int k, int s, int p, int n, int *lo, int *hi)
+{
+    int a = o * s - p;
+    *lo = max(a, 0);
+    *hi = min(a + k, n);
+}
+
 typedef struct maxpool_work {
     int32_t *arg; /* per output element: the offset in its plane of the chosen maximum */
 } maxpool_work_t;
@@ -58,10 +67,9 @@ __global__ void maxpool_fwd(const float *x, pgeom_t g, int64_t planes, float *y,
     {
         int64_t pl = i / opl;
         int oy = (int)((i % opl) / g.wo), ox = (int)(i % g.wo);
-        int h0 = oy * g.s - g.p, w0 = ox * g.s - g.p;
-        int h1 = min(h0 + g.k, g.h), w1 = min(w0 + g.k, g.w);
-        h0 = max(h0, 0);
-        w0 = max(w0, 0);
+        int h0, h1, w0, w1;
+        window(oy, g.k, g.s, g.p, g.h, &h0, &h1);
+        window(ox, g.k, g.s, g.p, g.w, &w0, &w1);
         const float *xc = x + pl * ipl;
         int best = h0 * g.w + w0;
         float v = xc[best];
@@ -155,10 +163,9 @@ __global__ void avgpool_fwd(const float *x, pgeom_t g, int64_t planes, float *y)
     {
         int64_t pl = i / opl;
         int oy = (int)((i % opl) / g.wo), ox = (int)(i % g.wo);
-        int h0 = oy * g.s - g.p, w0 = ox * g.s - g.p;
-        int h1 = min(h0 + g.k, g.h), w1 = min(w0 + g.k, g.w);
-        h0 = max(h0, 0);
-        w0 = max(w0, 0);
+        int h0, h1, w0, w1;
+        window(oy, g.k, g.s, g.p, g.h, &h0, &h1);
+        window(ox, g.k, g.s, g.p, g.w, &w0, &w1);
         float sum = 0.0f;
         for (int hh = h0; hh < h1; hh++)
             for (int ww = w0; ww < w1; ww++)

@@ -15,6 +15,7 @@
 #include "check.h"
 #include "models/model.h"
 #include "models/presets.h"
+#include "specs.h"
 
 #define SKIP 77
 #define TOL 1e-4
@@ -82,73 +83,6 @@ typedef struct gpu_case {
     dl_shape_t in;
     int n, training;
 } gpu_case_t;
-
-static dl_layer_spec_t S(dl_layer_type_t type)
-{
-    return (dl_layer_spec_t){
-        .type = type, .bias = 1, .groups = 1, .stride = 1, .momentum = 0.1, .eps = 1e-5};
-}
-
-static dl_layer_spec_t dense(int units, dl_act_t act)
-{
-    dl_layer_spec_t s = S(DL_LAYER_DENSE);
-    s.units = units;
-    s.act = act;
-    return s;
-}
-
-static dl_layer_spec_t conv(int filters, int size, int stride, int pad, dl_act_t act)
-{
-    dl_layer_spec_t s = S(DL_LAYER_CONV);
-    s.filters = filters;
-    s.size = size;
-    s.stride = stride;
-    s.pad = pad;
-    s.act = act;
-    return s;
-}
-
-static dl_layer_spec_t groups(dl_layer_spec_t s, int g)
-{
-    s.groups = g;
-    return s;
-}
-
-static dl_layer_spec_t nobias(dl_layer_spec_t s)
-{
-    s.bias = 0;
-    return s;
-}
-
-static dl_layer_spec_t act(dl_act_t a)
-{
-    dl_layer_spec_t s = S(DL_LAYER_ACTIVATION);
-    s.act = a;
-    return s;
-}
-
-static dl_layer_spec_t pool(dl_layer_type_t t, int size, int stride, int pad)
-{
-    dl_layer_spec_t s = S(t);
-    s.size = size;
-    s.stride = stride;
-    s.pad = pad;
-    return s;
-}
-
-static dl_layer_spec_t shortcut(int from)
-{
-    dl_layer_spec_t s = S(DL_LAYER_SHORTCUT);
-    s.from = from;
-    return s;
-}
-
-static dl_layer_spec_t dropout(double rate)
-{
-    dl_layer_spec_t s = S(DL_LAYER_DROPOUT);
-    s.rate = rate;
-    return s;
-}
 
 static int build(dl_model_t *m, const gpu_case_t *c, dl_dev_t dev, dl_err_t *err)
 {
@@ -281,14 +215,14 @@ static void test_layers(void)
          5,
          1},
         {"residual shortcut, same shape",
-         {conv(3, 3, 1, 1, DL_ACT_TANH), conv(3, 3, 1, 1, DL_ACT_NONE), shortcut(0),
+         {conv(3, 3, 1, 1, DL_ACT_TANH), conv(3, 3, 1, 1, DL_ACT_NONE), shortcut(0, DL_ACT_NONE),
           dense(2, DL_ACT_NONE)},
          4,
          img,
          2,
          1},
         {"downsampling shortcut (stride 2, more channels)",
-         {conv(3, 3, 1, 1, DL_ACT_TANH), conv(6, 3, 2, 1, DL_ACT_TANH), shortcut(0),
+         {conv(3, 3, 1, 1, DL_ACT_TANH), conv(6, 3, 2, 1, DL_ACT_TANH), shortcut(0, DL_ACT_NONE),
           dense(2, DL_ACT_NONE)},
          4,
          img8,

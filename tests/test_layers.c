@@ -12,6 +12,7 @@
 #include "check.h"
 #include "models/model.h"
 #include "models/presets.h"
+#include "specs.h"
 
 #define H 1e-2    /* step of the central differences; f32 rounding limits smaller steps */
 #define PROBES 60 /* inputs and parameters probed per model (all when fewer) */
@@ -55,62 +56,6 @@ typedef struct fd_case {
     int n, training;
     double x_min; /* inputs are pushed at least this far from 0 (ReLU kinks) */
 } fd_case_t;
-
-static dl_layer_spec_t S(dl_layer_type_t type)
-{
-    return (dl_layer_spec_t){
-        .type = type, .bias = 1, .groups = 1, .stride = 1, .momentum = 0.1, .eps = 1e-5};
-}
-
-static dl_layer_spec_t dense(int units, dl_act_t act)
-{
-    dl_layer_spec_t s = S(DL_LAYER_DENSE);
-    s.units = units;
-    s.act = act;
-    return s;
-}
-
-static dl_layer_spec_t conv(int filters, int size, int stride, int pad, dl_act_t act)
-{
-    dl_layer_spec_t s = S(DL_LAYER_CONV);
-    s.filters = filters;
-    s.size = size;
-    s.stride = stride;
-    s.pad = pad;
-    s.act = act;
-    return s;
-}
-
-static dl_layer_spec_t act(dl_act_t a)
-{
-    dl_layer_spec_t s = S(DL_LAYER_ACTIVATION);
-    s.act = a;
-    return s;
-}
-
-static dl_layer_spec_t pool(dl_layer_type_t t, int size, int stride, int pad)
-{
-    dl_layer_spec_t s = S(t);
-    s.size = size;
-    s.stride = stride;
-    s.pad = pad;
-    return s;
-}
-
-static dl_layer_spec_t shortcut(int from, dl_act_t a)
-{
-    dl_layer_spec_t s = S(DL_LAYER_SHORTCUT);
-    s.from = from;
-    s.act = a;
-    return s;
-}
-
-static dl_layer_spec_t dropout(double rate)
-{
-    dl_layer_spec_t s = S(DL_LAYER_DROPOUT);
-    s.rate = rate;
-    return s;
-}
 
 /* Probe up to PROBES entries of v (len floats), spread over the whole range. */
 static void probe_entries(const char *what, const char *kind, dl_model_t *m, float *v,
