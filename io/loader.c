@@ -7,11 +7,16 @@
  * request k. The thread reads without holding the mutex. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "loader.h"
+
+/* Times dl_loader_take looks for a batch, yielding the core in between,
+ * before it sleeps on the condition variable. */
+#define LOADER_SPINS 50
 
 typedef struct slot {
     dl_dataset_t *ds;
@@ -59,7 +64,8 @@ static void *io_thread(void *arg)
         memset(&s->err, 0, sizeof s->err);
         s->rc = dl_dataset_read_stored(s->ds, s->idx, s->n, s->x, s->y, &s->err);
         pthread_mutex_lock(&l->mu);
-        l->done++;
+        __atomic_store_n(&l->done, l->done + 1,
+                         __ATOMIC_RELEASE); /* also read by the spin in take */
         /* Signalled with the mutex released, so that the consumer, woken,
          * does not block on it at once (loader 5% faster in medians of 10
          * runs of shuffled batches taken with no compute). */
@@ -169,6 +175,17 @@ int dl_loader_take(dl_loader_t *l, dl_loader_batch_t *b, double *wait_s, dl_err_
     double end = (double)deadline.tv_sec + 1e-9 * (double)deadline.tv_nsec + l->timeout_s;
     deadline.tv_sec = (time_t)end;
     deadline.tv_nsec = (long)(1e9 * (end - (double)deadline.tv_sec));
+    if (l->done == l->taken) {
+        /* Not read yet: look again for a short while before sleeping. A batch
+         * that is nearly read then arrives without the futex sleep and wake
+         * (several microseconds, against tens for a whole batch). */
+        pthread_mutex_unlock(&l->mu);
+        int64_t want = l->taken;
+        for (int i = 0; i < LOADER_SPINS && __atomic_load_n(&l->done, __ATOMIC_ACQUIRE) == want;
+             i++)
+            sched_yield();
+        pthread_mutex_lock(&l->mu);
+    }
     while (l->done == l->taken) {
         if (l->timeout_s <= 0) {
             pthread_cond_wait(&l->ready, &l->mu);
