@@ -104,7 +104,6 @@ typedef struct conv_work {
     /* A fused max pool (l->fuse_pool): */
     uint8_t *arg; /* max_batch x f x (ho/2) x (wo/2): the window position of each maximum */
     float *pz;    /* (ho/2) x (wo/2): one pooled plane's gradient before the activation */
-    float *ps;    /* DL_MAXPOOL2X2_SCRATCH(ho, wo): the pool's scratch */
 } conv_work_t;
 
 static void conv_geom(const dl_layer_t *l, conv_geom_t *g)
@@ -293,8 +292,7 @@ static int conv_alloc(dl_layer_t *l, int max_batch, dl_err_t *err)
     if (l->fuse_pool) {
         wk->arg = dl_calloc((size_t)max_batch * (size_t)conv_pool_size(&g), 1, err);
         wk->pz = dl_calloc((size_t)(g.ho / 2) * (size_t)(g.wo / 2), sizeof(float), err);
-        wk->ps = dl_calloc(DL_MAXPOOL2X2_SCRATCH(g.ho, g.wo), sizeof(float), err);
-        if (!wk->arg || !wk->pz || !wk->ps) {
+        if (!wk->arg || !wk->pz) {
             conv_release(l);
             return DL_ENOMEM;
         }
@@ -316,7 +314,6 @@ static void conv_release(dl_layer_t *l)
         free(wk->dz);
         free(wk->arg);
         free(wk->pz);
-        free(wk->ps);
         free(wk);
     }
     l->work = NULL;
@@ -532,8 +529,7 @@ static void conv_pool_sample(const dl_layer_t *l, const conv_geom_t *g, float *s
                 v[q] = v[q] + bias;
         }
         dl_act_inplace(conv_act(l), v, P);
-        dl_maxpool2x2_plane(v, g->ho, g->wo, y + fo * pq, arg + fo * pq,
-                            ((conv_work_t *)l->work)->ps);
+        dl_maxpool2x2_plane(v, g->ho, g->wo, y + fo * pq, arg + fo * pq);
     }
 }
 
@@ -673,8 +669,7 @@ static void conv_pool_gather(const dl_layer_t *l, const conv_geom_t *g, const fl
         for (int fo = 0; fo < g->f; fo++) {
             int64_t at = (int64_t)(i0 + b) * ps + fo * pq;
             dl_act_backward(conv_act(l), NULL, y + at, dy + at, wk->pz, pq);
-            dl_maxpool2x2_scatter(wk->pz, wk->arg + at, g->ho, g->wo, dz + b * bs + fo * ld,
-                                  wk->ps);
+            dl_maxpool2x2_scatter(wk->pz, wk->arg + at, g->ho, g->wo, dz + b * bs + fo * ld);
         }
 }
 

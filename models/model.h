@@ -209,12 +209,9 @@ int dl_conv_pool_fusable(const dl_layer_t *c, const dl_layer_t *p);
  * (w/2)), with each maximum's window position (0 top left, 1 top right,
  * 2 bottom left, 3 bottom right; the first maximum in that order, a NaN
  * wins as in torch) in arg; and its adjoint, dx (h x w, every element
- * written) = dy at each window's maximum and 0 elsewhere. scratch:
- * DL_MAXPOOL2X2_SCRATCH(h, w) floats. Defined in pool.c. */
-#define DL_MAXPOOL2X2_SCRATCH(h, w) ((size_t)2 * (size_t)((h) / 2) * (size_t)(w))
-void dl_maxpool2x2_plane(const float *x, int h, int w, float *y, uint8_t *arg, float *scratch);
-void dl_maxpool2x2_scatter(const float *dy, const uint8_t *arg, int h, int w, float *dx,
-                           float *scratch);
+ * written) = dy at each window's maximum and 0 elsewhere. Defined in pool.c. */
+void dl_maxpool2x2_plane(const float *x, int h, int w, float *y, uint8_t *arg);
+void dl_maxpool2x2_scatter(const float *dy, const uint8_t *arg, int h, int w, float *dx);
 /* Initialise parameters and state from a seeded generator (same seed, same
  * values): host_params and host_state, which on a GPU dl_model_to_device
  * then copies. */

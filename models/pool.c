@@ -148,74 +148,130 @@ static void maxpool_2x2(const float *restrict xc, int w, int ho, int wo, float *
         }
 }
 
-/* The loops below use float selections only (beats(e, m) as "m is not
- * NaN and not e <= m"; window positions as floats): GCC 12 vectorises them
- * so, and not with int conditions mixed in. They run in two passes, so that
- * the long one is a single loop over the whole plane rather than short
- * rows (7 or 14 outputs in cnn2, mostly scalar remainder).
- *
- * Forward: first the vertical pairs, top and bottom of each column (the top
- * wins ties), into v and vi (positions 0 or 2); then the horizontal pairs of
- * those, the left winner against the right one (1 or 3), which wins when it
- * beats the left or equals it (or both are NaN) with a lower position: in
- * all, the first maximum in scan order, as one scan over the window gives. */
+/* The fused pool of a convolution (conv.c): one h x w plane at a time.
+ * Both directions run over rows of windows, four windows per step with SSE2
+ * (every x86-64 CPU has it): in forward, the four window positions of four
+ * windows are pulled apart from two rows (two loads and two shuffles per
+ * row) and scanned in order with the same selection as beats(); in
+ * backward, the four masked gradients are interleaved back into the two
+ * rows. A row of fewer than four windows a step is done element by
+ * element; a row whose width is not a multiple of four ends with a step at
+ * its last four windows, which writes some outputs a second time with the
+ * same values. Against the two-pass loops GCC 12 vectorised from plain C
+ * (vertical pairs into a scratch row, then horizontal pairs; the gradient
+ * into two scratch rows, then copied), on one core for cnn2's two pools at
+ * batch 128 (28x28x32 and 14x14x64): forward 3.8 -> 2.1 ms, backward 5.5 ->
+ * 1.6 ms, bit-identical outputs and positions (tests/test_conv_pool.c). */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Where e beats m (see beats()), m becomes e and i becomes k. */
+static inline void pool_pick4(__m128 e, __m128i k, __m128 *m, __m128i *i)
+{
+    __m128 t = _mm_or_ps(_mm_cmpgt_ps(e, *m),
+                         _mm_and_ps(_mm_cmpunord_ps(e, e), _mm_cmpord_ps(*m, *m)));
+    __m128i ti = _mm_castps_si128(t);
+    *m = _mm_or_ps(_mm_and_ps(t, e), _mm_andnot_ps(t, *m));
+    *i = _mm_or_si128(_mm_and_si128(ti, k), _mm_andnot_si128(ti, *i));
+}
+
+/* Windows q .. q+3 of the row pair r0, r1 (each window 2 columns wide). */
+static inline void pool_fwd4(const float *r0, const float *r1, float *y, uint8_t *arg)
+{
+    __m128 a0 = _mm_loadu_ps(r0), a1 = _mm_loadu_ps(r0 + 4);
+    __m128 b0 = _mm_loadu_ps(r1), b1 = _mm_loadu_ps(r1 + 4);
+    __m128 m = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)); /* position 0: even columns */
+    __m128i i = _mm_setzero_si128();
+    pool_pick4(_mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1)), _mm_set1_epi32(1), &m, &i);
+    pool_pick4(_mm_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)), _mm_set1_epi32(2), &m, &i);
+    pool_pick4(_mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1)), _mm_set1_epi32(3), &m, &i);
+    _mm_storeu_ps(y, m);
+    __m128i p = _mm_packus_epi16(_mm_packs_epi32(i, i), _mm_setzero_si128());
+    int32_t four = _mm_cvtsi128_si32(p);
+    memcpy(arg, &four, sizeof four);
+}
+
+/* The adjoint of pool_fwd4: gradients dy[0..3] to their positions in r0, r1. */
+static inline void pool_bwd4(const float *dy, const uint8_t *arg, float *r0, float *r1)
+{
+    int32_t four;
+    memcpy(&four, arg, sizeof four);
+    __m128i z = _mm_setzero_si128();
+    __m128i k = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(four), z), z);
+    __m128 g = _mm_loadu_ps(dy);
+    __m128 g0 = _mm_and_ps(g, _mm_castsi128_ps(_mm_cmpeq_epi32(k, z)));
+    __m128 g1 = _mm_and_ps(g, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(1))));
+    __m128 g2 = _mm_and_ps(g, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(2))));
+    __m128 g3 = _mm_and_ps(g, _mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_set1_epi32(3))));
+    _mm_storeu_ps(r0, _mm_unpacklo_ps(g0, g1));
+    _mm_storeu_ps(r0 + 4, _mm_unpackhi_ps(g0, g1));
+    _mm_storeu_ps(r1, _mm_unpacklo_ps(g2, g3));
+    _mm_storeu_ps(r1 + 4, _mm_unpackhi_ps(g2, g3));
+}
+#define POOL_STEP 4
+#else
+#define POOL_STEP 0 /* element by element only */
+#endif
+
 void dl_maxpool2x2_plane(const float *restrict x, int h, int w, float *restrict y,
-                         uint8_t *restrict arg, float *restrict scratch)
+                         uint8_t *restrict arg)
 {
     int ho = h / 2, wo = w / 2;
-    float *restrict v = scratch, *restrict vi = scratch + (int64_t)ho * w;
     for (int oh = 0; oh < ho; oh++) {
-        const float *restrict r0 = x + (int64_t)2 * oh * w, *restrict r1 = r0 + w;
-        float *restrict vo = v + (int64_t)oh * w, *restrict io = vi + (int64_t)oh * w;
-        for (int j = 0; j < w; j++) {
-            float a = r0[j], c = r1[j];
-            float t = a != a ? 0.0f : (c <= a ? 0.0f : 2.0f); /* the winner's position */
-            vo[j] = t != 0.0f ? c : a;
-            io[j] = t;
+        const float *r0 = x + (int64_t)2 * oh * w, *r1 = r0 + w;
+        float *yo = y + (int64_t)oh * wo;
+        uint8_t *ao = arg + (int64_t)oh * wo;
+        if (POOL_STEP == 0 || wo < POOL_STEP) {
+            for (int q = 0; q < wo; q++) {
+                const float e[4] = {r0[2 * q], r0[2 * q + 1], r1[2 * q], r1[2 * q + 1]};
+                float m = e[0];
+                int best = 0;
+                for (int k = 1; k < 4; k++)
+                    if (beats(e[k], m)) {
+                        m = e[k];
+                        best = k;
+                    }
+                yo[q] = m;
+                ao[q] = (uint8_t)best;
+            }
+            continue;
         }
-    }
-    for (int oh = 0; oh < ho; oh++) {
-        /* With w even, row oh's pairs continue the previous row's: one loop. */
-        int n = w % 2 ? wo : ho * wo;
-        const float *restrict vo = v + (int64_t)oh * w, *restrict io = vi + (int64_t)oh * w;
-        float *restrict yo = y + (int64_t)oh * wo;
-        uint8_t *restrict ao = arg + (int64_t)oh * wo;
-        for (int q = 0; q < n; q++) {
-            float l = vo[2 * q], r = vo[2 * q + 1], il = io[2 * q], ir = io[2 * q + 1] + 1.0f;
-            float beat = l != l ? 0.0f : (r <= l ? 0.0f : 1.0f);
-            float lower = ir < il ? 1.0f : 0.0f;
-            float tie = r == l ? lower : ((l != l) & (r != r) ? lower : 0.0f);
-            float t = beat + tie;
-            yo[q] = t != 0.0f ? r : l;
-            ao[q] = (uint8_t)(t != 0.0f ? ir : il);
-        }
-        if (n > wo)
-            break;
+#if defined(__SSE2__)
+        int q = 0;
+        for (; q + 4 <= wo; q += 4)
+            pool_fwd4(r0 + 2 * q, r1 + 2 * q, yo + q, ao + q);
+        if (q < wo)
+            pool_fwd4(r0 + 2 * (wo - 4), r1 + 2 * (wo - 4), yo + wo - 4, ao + wo - 4);
+#endif
     }
 }
 
-/* Backward, the other way round: each pooled gradient goes to its
- * window's position in two rows, top and bottom, laid out one after the
- * other in scratch (one loop over the plane), which are then copied to
- * their rows of dx. */
 void dl_maxpool2x2_scatter(const float *restrict dy, const uint8_t *restrict arg, int h, int w,
-                           float *restrict dx, float *restrict scratch)
+                           float *restrict dx)
 {
     int ho = h / 2, wo = w / 2;
-    int64_t pw = 2 * (int64_t)wo; /* the scratch rows' pitch */
-    float *restrict top = scratch, *restrict bot = scratch + ho * pw;
-    int64_t n = (int64_t)ho * wo;
-    for (int64_t q = 0; q < n; q++) {
-        float g = dy[q], k = arg[q];
-        top[2 * q] = k == 0.0f ? g : 0.0f;
-        top[2 * q + 1] = k == 1.0f ? g : 0.0f;
-        bot[2 * q] = k == 2.0f ? g : 0.0f;
-        bot[2 * q + 1] = k == 3.0f ? g : 0.0f;
-    }
     for (int oh = 0; oh < ho; oh++) {
-        float *restrict r0 = dx + (int64_t)2 * oh * w, *restrict r1 = r0 + w;
-        memcpy(r0, top + oh * pw, (size_t)pw * sizeof(float));
-        memcpy(r1, bot + oh * pw, (size_t)pw * sizeof(float));
+        float *r0 = dx + (int64_t)2 * oh * w, *r1 = r0 + w;
+        const float *d = dy + (int64_t)oh * wo;
+        const uint8_t *a = arg + (int64_t)oh * wo;
+        if (POOL_STEP == 0 || wo < POOL_STEP) {
+            for (int q = 0; q < wo; q++) {
+                float g = d[q];
+                int k = a[q];
+                r0[2 * q] = k == 0 ? g : 0.0f;
+                r0[2 * q + 1] = k == 1 ? g : 0.0f;
+                r1[2 * q] = k == 2 ? g : 0.0f;
+                r1[2 * q + 1] = k == 3 ? g : 0.0f;
+            }
+        } else {
+#if defined(__SSE2__)
+            int q = 0;
+            for (; q + 4 <= wo; q += 4)
+                pool_bwd4(d + q, a + q, r0 + 2 * q, r1 + 2 * q);
+            if (q < wo)
+                pool_bwd4(d + wo - 4, a + wo - 4, r0 + 2 * (wo - 4), r1 + 2 * (wo - 4));
+#endif
+        }
         if (w % 2) { /* the odd last column belongs to no window */
             r0[w - 1] = 0.0f;
             r1[w - 1] = 0.0f;
