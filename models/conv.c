@@ -515,21 +515,25 @@ static void conv_forward_direct(const dl_layer_t *l, const conv_geom_t *g, const
 
 /* The fused pool's forward for one sample: its output before the
  * activation is src + fo*ld for filter fo (ho x wo, pitch wo; bias added
- * here when add_bias); each plane is activated in place, then pooled into
- * y (the sample's pooled output, f x (ho/2) x (wo/2)) and arg. */
+ * here when add_bias), pooled into y (the sample's pooled output, f x
+ * (ho/2) x (wo/2)) and arg. The pool adds the bias and applies a ReLU as it
+ * reads; other activations are applied to the plane in place first. */
 static void conv_pool_sample(const dl_layer_t *l, const conv_geom_t *g, float *src, int64_t ld,
                              int add_bias, float *y, uint8_t *arg)
 {
     int64_t P = g->plane, pq = (int64_t)(g->ho / 2) * (g->wo / 2);
+    dl_act_t act = conv_act(l);
+    int in_pool = act == DL_ACT_NONE || act == DL_ACT_RELU;
     for (int fo = 0; fo < g->f; fo++) {
         float *restrict v = src + fo * ld;
-        if (add_bias && l->b) {
-            float bias = l->b[fo];
-            for (int64_t q = 0; q < P; q++)
-                v[q] = v[q] + bias;
+        const float *bias = add_bias && l->b ? l->b + fo : NULL;
+        if (!in_pool) {
+            for (int64_t q = 0; bias && q < P; q++)
+                v[q] = v[q] + *bias;
+            dl_act_inplace(act, v, P);
+            bias = NULL;
         }
-        dl_act_inplace(conv_act(l), v, P);
-        dl_maxpool2x2_plane(v, g->ho, g->wo, y + fo * pq, arg + fo * pq);
+        dl_maxpool2x2_plane(v, g->ho, g->wo, bias, act == DL_ACT_RELU, y + fo * pq, arg + fo * pq);
     }
 }
 

@@ -209,8 +209,12 @@ int dl_conv_pool_fusable(const dl_layer_t *c, const dl_layer_t *p);
  * (w/2)), with each maximum's window position (0 top left, 1 top right,
  * 2 bottom left, 3 bottom right; the first maximum in that order, a NaN
  * wins as in torch) in arg; and its adjoint, dx (h x w, every element
- * written) = dy at each window's maximum and 0 elsewhere. Defined in pool.c. */
-void dl_maxpool2x2_plane(const float *x, int h, int w, float *y, uint8_t *arg);
+ * written) = dy at each window's maximum and 0 elsewhere. The forward pool
+ * reads each element as x + *bias (bias not NULL), then ReLU'd (relu != 0),
+ * with the same roundings as adding the bias and applying dl_act_inplace
+ * first. Defined in pool.c. */
+void dl_maxpool2x2_plane(const float *x, int h, int w, const float *bias, int relu, float *y,
+                         uint8_t *arg);
 void dl_maxpool2x2_scatter(const float *dy, const uint8_t *arg, int h, int w, float *dx);
 /* Initialise parameters and state from a seeded generator (same seed, same
  * values): host_params and host_state, which on a GPU dl_model_to_device

@@ -175,16 +175,25 @@ static inline void pool_pick4(__m128 e, __m128i k, __m128 *m, __m128i *i)
     *i = _mm_or_si128(_mm_and_si128(ti, k), _mm_andnot_si128(ti, *i));
 }
 
-/* Windows q .. q+3 of the row pair r0, r1 (each window 2 columns wide). */
-static inline void pool_fwd4(const float *r0, const float *r1, float *y, uint8_t *arg)
+/* Windows q .. q+3 of the row pair r0, r1 (each window 2 columns wide),
+ * each element taken as x + *bias where bias is not NULL, then max(., 0)
+ * where relu (MAXPS returns its second operand, 0, for NaN and -0: the same
+ * as v > 0 ? v : 0). */
+static inline void pool_fwd4(const float *r0, const float *r1, const float *bias, int relu,
+                             float *y, uint8_t *arg)
 {
-    __m128 a0 = _mm_loadu_ps(r0), a1 = _mm_loadu_ps(r0 + 4);
-    __m128 b0 = _mm_loadu_ps(r1), b1 = _mm_loadu_ps(r1 + 4);
-    __m128 m = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)); /* position 0: even columns */
+    __m128 x[4] = {_mm_loadu_ps(r0), _mm_loadu_ps(r0 + 4), _mm_loadu_ps(r1), _mm_loadu_ps(r1 + 4)};
+    for (int j = 0; j < 4; j++) {
+        if (bias)
+            x[j] = _mm_add_ps(x[j], _mm_set1_ps(*bias));
+        if (relu)
+            x[j] = _mm_max_ps(x[j], _mm_setzero_ps());
+    }
+    __m128 m = _mm_shuffle_ps(x[0], x[1], _MM_SHUFFLE(2, 0, 2, 0)); /* position 0: even columns */
     __m128i i = _mm_setzero_si128();
-    pool_pick4(_mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1)), _mm_set1_epi32(1), &m, &i);
-    pool_pick4(_mm_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)), _mm_set1_epi32(2), &m, &i);
-    pool_pick4(_mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1)), _mm_set1_epi32(3), &m, &i);
+    pool_pick4(_mm_shuffle_ps(x[0], x[1], _MM_SHUFFLE(3, 1, 3, 1)), _mm_set1_epi32(1), &m, &i);
+    pool_pick4(_mm_shuffle_ps(x[2], x[3], _MM_SHUFFLE(2, 0, 2, 0)), _mm_set1_epi32(2), &m, &i);
+    pool_pick4(_mm_shuffle_ps(x[2], x[3], _MM_SHUFFLE(3, 1, 3, 1)), _mm_set1_epi32(3), &m, &i);
     _mm_storeu_ps(y, m);
     __m128i p = _mm_packus_epi16(_mm_packs_epi32(i, i), _mm_setzero_si128());
     int32_t four = _mm_cvtsi128_si32(p);
@@ -213,8 +222,8 @@ static inline void pool_bwd4(const float *dy, const uint8_t *arg, float *r0, flo
 #define POOL_STEP 0 /* element by element only */
 #endif
 
-void dl_maxpool2x2_plane(const float *restrict x, int h, int w, float *restrict y,
-                         uint8_t *restrict arg)
+void dl_maxpool2x2_plane(const float *restrict x, int h, int w, const float *bias, int relu,
+                         float *restrict y, uint8_t *restrict arg)
 {
     int ho = h / 2, wo = w / 2;
     for (int oh = 0; oh < ho; oh++) {
@@ -223,7 +232,11 @@ void dl_maxpool2x2_plane(const float *restrict x, int h, int w, float *restrict 
         uint8_t *ao = arg + (int64_t)oh * wo;
         if (POOL_STEP == 0 || wo < POOL_STEP) {
             for (int q = 0; q < wo; q++) {
-                const float e[4] = {r0[2 * q], r0[2 * q + 1], r1[2 * q], r1[2 * q + 1]};
+                float e[4] = {r0[2 * q], r0[2 * q + 1], r1[2 * q], r1[2 * q + 1]};
+                for (int k = 0; k < 4; k++) {
+                    e[k] = bias ? e[k] + *bias : e[k];
+                    e[k] = relu ? (e[k] > 0.0f ? e[k] : 0.0f) : e[k];
+                }
                 float m = e[0];
                 int best = 0;
                 for (int k = 1; k < 4; k++)
@@ -239,9 +252,9 @@ void dl_maxpool2x2_plane(const float *restrict x, int h, int w, float *restrict 
 #if defined(__SSE2__)
         int q = 0;
         for (; q + 4 <= wo; q += 4)
-            pool_fwd4(r0 + 2 * q, r1 + 2 * q, yo + q, ao + q);
+            pool_fwd4(r0 + 2 * q, r1 + 2 * q, bias, relu, yo + q, ao + q);
         if (q < wo)
-            pool_fwd4(r0 + 2 * (wo - 4), r1 + 2 * (wo - 4), yo + wo - 4, ao + wo - 4);
+            pool_fwd4(r0 + 2 * (wo - 4), r1 + 2 * (wo - 4), bias, relu, yo + wo - 4, ao + wo - 4);
 #endif
     }
 }
