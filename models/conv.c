@@ -528,8 +528,9 @@ static void conv_pool_sample(const dl_layer_t *l, const conv_geom_t *g, float *s
         float *restrict v = src + fo * ld;
         const float *bias = add_bias && l->b ? l->b + fo : NULL;
         if (!in_pool) {
-            for (int64_t q = 0; bias && q < P; q++)
-                v[q] = v[q] + *bias;
+            if (bias)
+                for (int64_t q = 0; q < P; q++)
+                    v[q] = v[q] + *bias;
             dl_act_inplace(act, v, P);
             bias = NULL;
         }
