@@ -40,6 +40,37 @@ wait_rows() {
     done
 }
 
+# bn_sync_job: a small CNN with synchronised batch norm (4018 parameters),
+# 20 steps at global batch 32 on the test data (mpi.ranks_match_single_rank
+# and mpi.buckets).
+bn_sync_job() {
+    cat <<EOT
+[train]
+max_steps = 20
+global_batch_size = 32
+threads = 1
+eval_every = 0
+log_every = 10
+[data]
+train = $TESTDATA/fashion-train.h5
+test = $TESTDATA/fashion-test.h5
+[optim]
+lr = 0.05
+momentum = 0.9
+[conv]
+filters = 8
+bias = false
+[batchnorm]
+sync = true
+[activation]
+type = relu
+[maxpool]
+size = 4
+[dense]
+units = 10
+EOT
+}
+
 finish() {
     if [ "$failures" -ne 0 ]; then
         echo "$failures check(s) failed" >&2

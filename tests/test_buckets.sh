@@ -45,31 +45,7 @@ done
 # Synchronised batch norm: 4018 parameters, in buckets of 0.002 MiB (524
 # floats); the dense layer's buckets are pending while the batch-norm
 # backward pass all-reduces its statistics.
-cat >bn.ini <<EOT
-[train]
-max_steps = 20
-global_batch_size = 32
-threads = 1
-eval_every = 0
-log_every = 10
-[data]
-train = $TESTDATA/fashion-train.h5
-test = $TESTDATA/fashion-test.h5
-[optim]
-lr = 0.05
-momentum = 0.9
-[conv]
-filters = 8
-bias = false
-[batchnorm]
-sync = true
-[activation]
-type = relu
-[maxpool]
-size = 4
-[dense]
-units = 10
-EOT
+bn_sync_job >bn.ini
 run bn-one 2 bn.ini train.bucket_mb=0
 run bn-small 2 bn.ini train.bucket_mb=0.002 train.first_bucket_mb=0.0005
 expect_in bn-small.log "gradient all-reduce: 9 bucket(s)" "the batch-norm model's bucket count"

@@ -24,31 +24,7 @@ done
 
 # Synchronised batch norm normalises over the global batch, so a CNN with it
 # also matches across rank counts (per-rank statistics, the default, do not).
-cat >bn.ini <<EOT
-[train]
-max_steps = 20
-global_batch_size = 32
-threads = 1
-eval_every = 0
-log_every = 10
-[data]
-train = $TESTDATA/fashion-train.h5
-test = $TESTDATA/fashion-test.h5
-[optim]
-lr = 0.05
-momentum = 0.9
-[conv]
-filters = 8
-bias = false
-[batchnorm]
-sync = true
-[activation]
-type = relu
-[maxpool]
-size = 4
-[dense]
-units = 10
-EOT
+bn_sync_job >bn.ini
 for n in 1 2 4; do
     $MPIRUN $n "$DLTRAIN" bn.ini train.run_dir=bn-$n >bn-$n.out 2>&1
     expect_status 0 $? "sync batchnorm on $n rank(s)"
