@@ -51,15 +51,18 @@
  * matrix, one sample at a time, when a sample's plane is at least this wide;
  * smaller planes go through the blocked path, whose im2col is then a copy. */
 #define CONV_DIRECT_MIN_P 256
-/* Winograd F(2x2, 3x3) (winograd.c) for the input and weight gradients of
- * 3x3 stride-1 convolutions without groups: 2.25x fewer multiplications, as
- * 16 sgemm calls per block of samples. Below WINO_MIN_CH channels on either
- * side the products are too thin for sgemm and the transforms dominate;
- * im2col stays there (measured at C = 1, F = 32, 28x28, the first layer of
- * cnn2: weight gradient 7 ms by im2col, 22 ms by Winograd; at C = F = 16
- * Winograd already wins). Blocks of samples give the products about
- * WINO_COLS_TARGET columns, while a block's V and M stay within
- * WINO_BLOCK_BYTES of L2.
+/* Winograd F(4x4, 3x3) (winograd.c) for the input and weight gradients of
+ * 3x3 stride-1 convolutions without groups: 4x fewer multiplications (3.1x
+ * at 14x14, whose last tiles are half empty), as 2 x 36 sgemm calls per
+ * block of samples; the input gradient is the adjoint of the forward
+ * transform applied to the same transformed output gradient as the weight
+ * gradient. Below WINO_MIN_CH channels on either side the products are too
+ * thin for sgemm and the transforms dominate; im2col stays there (measured
+ * with F(2x2, 3x3) at C = 1, F = 32, 28x28, the first layer of cnn2: weight
+ * gradient 7 ms by im2col, 22 ms by Winograd; at C = F = 16 Winograd already
+ * won). Blocks of samples give the products about WINO_COLS_TARGET columns,
+ * while a block's V and M stay within WINO_BLOCK_BYTES of L2 (cnn2's second
+ * layer: 4 samples, T = 64; 2, 3, 5, 6 and 8 were no faster).
  *
  * The forward pass stays on im2col by default although Winograd computes it
  * faster (cnn2's second layer at batch 128: 14.2 against 19.5 ms, the step
@@ -96,8 +99,8 @@ typedef struct conv_work {
     /* Winograd, allocated when the geometry allows it (conv_wino_ok): */
     int wino;  /* DL_CONV_IM2COL, or DL_CONV_WINOGRAD (gradients) or DL_CONV_WINOGRAD_FWD */
     int wnb;   /* samples per Winograd block */
-    float *u;  /* 16 x f x c (forward) or 16 x c x f (input gradient): transformed filters */
-    float *du; /* 16 x f x c: the weight gradient in the transformed domain */
+    float *u;  /* 36 x f x c (forward) or 36 x c x f (input gradient): transformed filters */
+    float *du; /* 36 x f x c: the weight gradient in the transformed domain */
     float *ws; /* dl_wino_conv's scratch for wnb samples, the larger of the two directions */
     float *dz; /* wnb x f x plane: a block's dz when an activation or a pool is fused; with
                   a fused pool also a block's output before pooling in the Winograd forward */
@@ -151,8 +154,8 @@ int dl_conv_pool_fusable(const dl_layer_t *c, const dl_layer_t *p)
            g.ho >= 2 && g.wo >= 2;
 }
 
-/* Winograd F(2x2, 3x3) applies: 3x3, stride 1, no groups, and pad <= 2 so
- * that the input gradient (pad 2 - p) is a convolution of the same kind. */
+/* Winograd F(4x4, 3x3) applies: 3x3, stride 1, no groups, pad <= 2 (a
+ * wider pad only adds tiles of zeros; no model has one). */
 static int conv_wino_ok(const conv_geom_t *g)
 {
     return g->k == 3 && g->s == 1 && g->g == 1 && g->p <= 2;
@@ -164,14 +167,10 @@ static int conv_wino_pays(const conv_geom_t *g)
     return g->c >= WINO_MIN_CH && g->f >= WINO_MIN_CH;
 }
 
-/* The Winograd geometry of the forward pass (dir 0: x -> y) or of the input
- * gradient (dir 1: dz -> dx, channels swapped, pad 2 - p). */
-static void conv_wino_geom(const conv_geom_t *g, int dir, dl_wino_geom_t *wg)
+/* The Winograd geometry of the layer (the backward pass is its adjoint). */
+static void conv_wino_geom(const conv_geom_t *g, dl_wino_geom_t *wg)
 {
-    if (dir == 0)
-        dl_wino_geom(wg, g->c, g->h, g->w, g->f, g->p);
-    else
-        dl_wino_geom(wg, g->f, g->ho, g->wo, g->c, 2 - g->p);
+    dl_wino_geom(wg, g->c, g->h, g->w, g->f, g->p);
 }
 
 static int conv_setup(dl_layer_t *l, dl_err_t *err)
@@ -225,29 +224,27 @@ static void conv_release(dl_layer_t *l);
 /* Winograd scratch for blocks of wnb samples, and the default choice of
  * algorithm (WINO_MIN_CH). l->work is already allocated; on failure it is
  * released. Bounded by WINO_BLOCK_BYTES per block plus the filters and their
- * gradient (2 x 16*f*c) and one block's dz: 1.3 MiB for f = 64, c = 32 at
- * 14x14, 1.7 MiB at 28x28, whatever the batch. */
+ * gradient (2 x 36*f*c) and one block's dz: 1.6 MiB for f = 64, c = 32 at
+ * 14x14, whatever the batch. */
 static int conv_alloc_wino(dl_layer_t *l, const conv_geom_t *g, int max_batch, dl_err_t *err)
 {
     conv_work_t *wk = l->work;
-    dl_wino_geom_t wf, wd;
-    conv_wino_geom(g, 0, &wf);
-    conv_wino_geom(g, 1, &wd);
-    int tiles = wf.tiles > wd.tiles ? wf.tiles : wd.tiles;
+    dl_wino_geom_t wf;
+    conv_wino_geom(g, &wf);
+    int tiles = wf.tiles;
     int nb = (WINO_COLS_TARGET + tiles - 1) / tiles;
     if (nb > max_batch)
         nb = max_batch;
     while (nb > 1 &&
-           (size_t)16 * (size_t)(g->c + g->f) * (size_t)nb * (size_t)tiles * sizeof(float) >
+           (size_t)DL_WINO_NX * (size_t)(g->c + g->f) * (size_t)nb * (size_t)tiles * sizeof(float) >
                WINO_BLOCK_BYTES)
         nb--;
     if (nb < 1)
         nb = 1;
-    size_t sf = dl_wino_scratch_floats(&wf, nb), sd = dl_wino_scratch_floats(&wd, nb);
     wk->wnb = nb;
-    wk->u = dl_calloc((size_t)16 * g->f * g->c, sizeof(float), err);
-    wk->du = dl_calloc((size_t)16 * g->f * g->c, sizeof(float), err);
-    wk->ws = dl_calloc(sf > sd ? sf : sd, sizeof(float), err);
+    wk->u = dl_calloc((size_t)DL_WINO_NX * g->f * g->c, sizeof(float), err);
+    wk->du = dl_calloc((size_t)DL_WINO_NX * g->f * g->c, sizeof(float), err);
+    wk->ws = dl_calloc(dl_wino_scratch_floats(&wf, nb), sizeof(float), err);
     int need_dz = conv_act(l) != DL_ACT_NONE || l->fuse_pool;
     wk->dz = need_dz ? dl_calloc((size_t)nb * g->f * g->plane, sizeof(float), err) : NULL;
     if (!wk->u || !wk->du || !wk->ws || (need_dz && !wk->dz)) {
@@ -544,8 +541,8 @@ static void conv_forward_wino(dl_layer_t *l, const conv_geom_t *g, const float *
 {
     conv_work_t *wk = l->work;
     dl_wino_geom_t wg;
-    conv_wino_geom(g, 0, &wg);
-    dl_wino_filter(l->w, g->f, g->c, 0, wk->u);
+    conv_wino_geom(g, &wg);
+    dl_wino_filter(l->w, g->f, g->c, wk->u);
     for (int i0 = 0; i0 < n; i0 += wk->wnb) {
         int m = n - i0 < wk->wnb ? n - i0 : wk->wnb;
         if (l->fuse_pool) { /* the block's output goes to wk->dz, then pooled into y */
@@ -706,19 +703,18 @@ static void conv_backward_direct(dl_layer_t *l, const conv_geom_t *g, const floa
 
 /* Backward through Winograd, wnb samples at a time: dz is dy itself
  * (sample-major, f x plane per sample) without a fused activation, else one
- * block of it in wk->dz. dx is the stride-1 convolution of dz with the
- * rotated, transposed filters and pad 2 - p; dW accumulates in the
- * transformed domain (wk->du) and is transformed back once at the end. */
+ * block of it in wk->dz. dW accumulates in the transformed domain (wk->du)
+ * and is transformed back once at the end; dx is the adjoint of the forward
+ * transform, from the same transformed output gradient (dl_wino_backward). */
 static void conv_backward_wino(dl_layer_t *l, const conv_geom_t *g, const float *x, const float *y,
                                const float *dy, float *dx, int n, double *db)
 {
     conv_work_t *wk = l->work;
     dl_act_t act = conv_act(l);
-    dl_wino_geom_t wf, wd;
-    conv_wino_geom(g, 0, &wf);
-    conv_wino_geom(g, 1, &wd);
+    dl_wino_geom_t wg;
+    conv_wino_geom(g, &wg);
     if (dx)
-        dl_wino_filter(l->w, g->f, g->c, 1, wk->u);
+        dl_wino_filter(l->w, g->f, g->c, wk->u);
     for (int i0 = 0; i0 < n; i0 += wk->wnb) {
         int m = n - i0 < wk->wnb ? n - i0 : wk->wnb;
         int64_t at = (int64_t)i0 * l->out_size;
@@ -733,11 +729,9 @@ static void conv_backward_wino(dl_layer_t *l, const conv_geom_t *g, const float 
         if (db)
             for (int b = 0; b < m; b++)
                 conv_bias_grad(g, dz + (int64_t)b * l->out_size, g->plane, db);
-        if (dx)
-            dl_wino_conv(&wd, wk->u, dz, l->out_size, g->plane, m, NULL,
-                         dx + (int64_t)i0 * l->in_size, l->in_size, wk->ws);
-        dl_wino_dfilter_acc(&wf, x + (int64_t)i0 * l->in_size, l->in_size, (int64_t)g->h * g->w, dz,
-                            l->out_size, g->plane, m, i0 > 0, wk->du, wk->ws);
+        dl_wino_backward(&wg, wk->u, x + (int64_t)i0 * l->in_size, l->in_size,
+                         (int64_t)g->h * g->w, dz, l->out_size, g->plane, m, i0 > 0, wk->du,
+                         dx ? dx + (int64_t)i0 * l->in_size : NULL, wk->ws);
     }
     dl_wino_dfilter(wk->du, g->f, g->c, l->dw);
 }

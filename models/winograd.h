@@ -1,10 +1,10 @@
-/* Winograd F(2x2, 3x3) convolution (Lavin and Gray, "Fast Algorithms for
+/* Winograd F(4x4, 3x3) convolution (Lavin and Gray, "Fast Algorithms for
  * Convolutional Neural Networks", 2016), internal to models/: conv.c uses it
  * for the gradients (the forward pass on request) of 3x3 stride-1
- * convolutions without groups. Each 2x2 output tile costs 16 multiplications per channel
- * pair instead of 36; the 16 element-wise products over channels become 16
- * sgemm calls M[xi] (F x T) = U[xi] (F x C) . V[xi] (C x T), where the T
- * tiles of a block of samples sit side by side.
+ * convolutions without groups. Each 4x4 output tile costs 36
+ * multiplications per channel pair instead of 144; the 36 element-wise
+ * products over channels become 36 sgemm calls M[xi] (F x T) = U[xi] (F x C)
+ * . V[xi] (C x T), where the T tiles of a block of samples sit side by side.
  *
  * Planes are NCHW float32 as everywhere in models/. */
 #ifndef DL_WINOGRAD_H
@@ -15,10 +15,13 @@
 
 #include "model.h"
 
+/* The products per tile: one per element of the 6x6 transformed window. */
+#define DL_WINO_NX 36
+
 /* One stride-1 3x3 convolution: c input channels of h x w, f output
  * channels, zero padding p (0..2); output ho x wo = (h+2p-2) x (w+2p-2),
- * covered by th x tw tiles of 2x2 (the last row or column of tiles is partial
- * when ho or wo is odd). */
+ * covered by th x tw tiles of 4x4 (the last row or column of tiles is partial
+ * when ho or wo is not a multiple of 4). */
 typedef struct dl_wino_geom {
     int c, h, w, f, p;
     int ho, wo, th, tw;
@@ -27,11 +30,9 @@ typedef struct dl_wino_geom {
 
 void dl_wino_geom(dl_wino_geom_t *g, int c, int h, int w, int f, int p);
 
-/* Transformed filters u (16 x fo x ci) of weights w (f x c x 3 x 3, PyTorch
- * layout). flip = 0: the layer's own filters, fo = f, ci = c. flip = 1: the
- * filters of its input gradient, which is the convolution of dy with the
- * kernels rotated by 180 degrees and the channels swapped: fo = c, ci = f. */
-void dl_wino_filter(const float *w, int f, int c, int flip, float *u);
+/* Transformed filters u (36 x f x c) of weights w (f x c x 3 x 3, PyTorch
+ * layout): U[xi] is an f x c matrix. */
+void dl_wino_filter(const float *w, int f, int c, float *u);
 
 /* Floats of scratch that dl_wino_conv needs for blocks of up to nb samples. */
 size_t dl_wino_scratch_floats(const dl_wino_geom_t *g, int nb);
@@ -39,22 +40,26 @@ size_t dl_wino_scratch_floats(const dl_wino_geom_t *g, int nb);
 /* y = conv(x) + bias for m samples. Input plane (sample i, channel ci) of
  * h x w starts at x + i*xs + ci*xc, so that x can be a batch (xs = c*h*w,
  * xc = h*w) or any other sample-major layout. u: dl_wino_filter's output for
- * this geometry (16 x f x c); bias: f floats or NULL; y: sample i at
+ * this geometry (36 x f x c); bias: f floats or NULL; y: sample i at
  * y + i*ys, f x ho x wo. scratch: dl_wino_scratch_floats(g, nb >= m) floats. */
 void dl_wino_conv(const dl_wino_geom_t *g, const float *u, const float *x, int64_t xs, int64_t xc,
                   int m, const float *bias, float *y, int64_t ys, float *scratch);
 
-/* The weight gradient in the transformed domain: du (16 x f x c) (+)= the
- * sum over the m samples' tiles of dYt[xi] (f x T) . V[xi]^T (T x c), where
- * V is the input transform of x (addressed as in dl_wino_conv) and dYt =
- * A dY A^T of the output gradient dz (plane of sample i, channel fo at
- * dz + i*zs + fo*zc, ho x wo). accumulate = 0 overwrites du. Since Y is
- * linear in U = G g G^T, dg = G^T dU G (dl_wino_dfilter) is the exact
- * gradient of the direct convolution. scratch as for dl_wino_conv. */
-void dl_wino_dfilter_acc(const dl_wino_geom_t *g, const float *x, int64_t xs, int64_t xc,
-                         const float *dz, int64_t zs, int64_t zc, int m, int accumulate, float *du,
-                         float *scratch);
-/* dw (f x c x 3 x 3) = G^T du G for each filter and channel, du 16 x f x c. */
+/* The gradients of m samples: the weight gradient in the transformed
+ * domain, du (36 x f x c) (+)= the sum over the samples' tiles of dYt[xi]
+ * (f x T) . V[xi]^T (T x c), where V is the input transform of x (addressed
+ * as in dl_wino_conv) and dYt = A dY A^T of the output gradient dz (plane of
+ * sample i, channel fo at dz + i*zs + fo*zc, ho x wo); accumulate = 0
+ * overwrites du. Since Y is linear in U = G g G^T, dg = G^T dU G
+ * (dl_wino_dfilter) is the exact gradient of the direct convolution. Then,
+ * unless dx is NULL, the input gradient dx (addressed as x) from dV[xi] =
+ * U[xi]^T . dYt[xi], each tile adding B dV B^T to its window: the adjoint of
+ * the forward pass, with u from dl_wino_filter. scratch as for
+ * dl_wino_conv. */
+void dl_wino_backward(const dl_wino_geom_t *g, const float *u, const float *x, int64_t xs,
+                      int64_t xc, const float *dz, int64_t zs, int64_t zc, int m, int accumulate,
+                      float *du, float *dx, float *scratch);
+/* dw (f x c x 3 x 3) = G^T du G for each filter and channel, du 36 x f x c. */
 void dl_wino_dfilter(const float *du, int f, int c, float *dw);
 
 /* The algorithm of a conv layer. IM2COL: everything through im2col and
