@@ -65,18 +65,20 @@
  * layer: 4 samples, T = 64; 2, 3, 5, 6 and 8 were no faster).
  *
  * The forward pass stays on im2col by default although Winograd computes it
- * faster (cnn2's second layer at batch 128: 14.2 against 19.5 ms, the step
- * 57.6 against 62.4 ms): cnn2 trained on Fashion-MNIST with a Winograd
- * forward drifts from PyTorch's losses by 2.75e-3 at step 19 (the reference
- * test allows 1e-3; im2col: 2.4e-5). The forward pass takes decisions on
- * values that differ by rounding between implementations: which of a max
- * pool's nearly equal inputs wins, on which side of zero a ReLU input lies
- * across a flat background. im2col's rounding happens to stay close to
- * PyTorch's for 20 steps; Winograd's sums differ more. Giving the outputs of
- * a tile whose input windows are identical exactly one value, as a direct
+ * faster. With F(2x2, 3x3) (cnn2's second layer at batch 128: 14.2 against
+ * 19.5 ms) cnn2 trained on Fashion-MNIST drifted from PyTorch's losses by
+ * 2.75e-3 at step 19 (the reference test allows 1e-3; im2col: 2.4e-5). The
+ * forward pass takes decisions on values that differ by rounding between
+ * implementations: which of a max pool's nearly equal inputs wins, on which
+ * side of zero a ReLU input lies across a flat background. im2col's rounding
+ * happens to stay close to PyTorch's for 20 steps. Giving the outputs of a
+ * tile whose input windows are identical exactly one value, as a direct
  * convolution does, did not change that (tried: the same 2.75e-3), and
  * direct loops for the first layer instead of im2col drift the same way
  * (tried; they were no faster either). The gradients carry no such decision.
+ * An F(4x4, 3x3) forward (about 12 against 18 ms) stays inside the 20 steps
+ * on 1 and 2 ranks (7.4e-5 at step 20) but has not been through the
+ * accuracy and checkpoint tests; docs/models.md has the figures.
  * dl_conv_set_algo(DL_CONV_WINOGRAD_FWD) turns the forward pass on for a
  * layer. */
 #define WINO_MIN_CH 8
