@@ -331,7 +331,7 @@ static void test_wino_vs_im2col(int c, int h, int w, dl_layer_spec_t spec, int n
         CHECK(t.l.ops->backward(&t.l, x, y[a], dy, dx[a], n) == 0);
         memcpy(g[a], t.grads, sizeof(float) * (size_t)t.np);
     }
-    /* The default Winograd mode leaves the forward pass to im2col, bit for bit. */
+    /* The gradients-only mode leaves the forward pass to im2col, bit for bit. */
     CHECK(memcmp(y[0], y[1], sizeof(float) * (size_t)nout) == 0);
     for (int a = 1; a < 3; a++) {
         const float *pa[3] = {y[0], dx[0], g[0]}, *pb[3] = {y[a], dx[a], g[a]};
@@ -382,17 +382,18 @@ static void test_wino(void)
     test_wino_vs_im2col(16, 5, 8, with_act(conv_spec(32, 3, 1, 2, 1, 1), DL_ACT_RELU), 4, 4);
     test_wino_vs_im2col(1, 28, 28, with_act(conv_spec(32, 3, 1, 1, 1, 1), DL_ACT_RELU), 3, 3);
 
-    /* Default Winograd mode (gradients only) through finite differences. */
+    /* The gradients-only mode through finite differences. */
     test_layer_t t;
     if (make_conv(&t, conv_spec(3, 3, 1, 1, 1, 1), 2, 5, 7, 2, DL_CONV_WINOGRAD) == 0) {
         check_layer(&t, 2, NULL);
         free_layer(&t);
     }
-    /* The automatic choice: Winograd with channels on both sides, not for C = 1
-     * (the first layer) nor where it does not apply (stride 2, groups, 5x5). */
+    /* The automatic choice: Winograd, forward pass included, with channels on
+     * both sides, not for C = 1 (the first layer) nor where it does not apply
+     * (stride 2, groups, 5x5). */
     dl_layer_spec_t ok = conv_spec(64, 3, 1, 1, 1, 1);
     if (make_layer(&t, &dl_conv_ops, ok, 32, 14, 14, 4) == 0)
-        CHECK(dl_conv_get_algo(&t.l) == DL_CONV_WINOGRAD);
+        CHECK(dl_conv_get_algo(&t.l) == DL_CONV_WINOGRAD_FWD);
     free_layer(&t);
     if (make_layer(&t, &dl_conv_ops, conv_spec(32, 3, 1, 1, 1, 1), 1, 28, 28, 4) == 0) {
         CHECK(dl_conv_get_algo(&t.l) == DL_CONV_IM2COL);
