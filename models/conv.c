@@ -54,9 +54,9 @@
 /* Winograd F(4x4, 3x3) (winograd.c) for the forward pass and both gradients
  * of 3x3 stride-1 convolutions without groups: 4x fewer multiplications (3.1x
  * at 14x14, whose last tiles are half empty), as 36 sgemm calls per block of
- * samples for each of the three; the input gradient is the adjoint of the forward
- * transform applied to the same transformed output gradient as the weight
- * gradient. Below WINO_MIN_CH channels on either side the products are too
+ * samples for each of the three; the input gradient is the adjoint of the
+ * forward transform applied to the same transformed output gradient as the
+ * weight gradient. Below WINO_MIN_CH channels on either side the products are too
  * thin for sgemm and the transforms dominate; im2col stays there (measured
  * with F(2x2, 3x3) at C = 1, F = 32, 28x28, the first layer of cnn2: weight
  * gradient 7 ms by im2col, 22 ms by Winograd; at C = F = 16 Winograd already

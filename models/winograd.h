@@ -66,8 +66,9 @@ void dl_wino_dfilter(const float *du, int f, int c, float *dw);
  * sgemm. WINOGRAD: the input and weight gradients through Winograd, the
  * forward pass through im2col. WINOGRAD_FWD: the forward pass too. AUTO
  * (dl_conv_set_algo only): WINOGRAD_FWD where it applies and pays, else
- * IM2COL, which is what conv_alloc chooses (conv.c says why). WINOGRAD and WINOGRAD_FWD
- * need a 3x3 stride-1 convolution without groups and with pad <= 2. */
+ * IM2COL, which is what conv_alloc chooses (conv.c says why). WINOGRAD and
+ * WINOGRAD_FWD need a 3x3 stride-1 convolution without groups and with
+ * pad <= 2. */
 typedef enum {
     DL_CONV_AUTO,
     DL_CONV_IM2COL,
