@@ -9,13 +9,17 @@
  * glob). Three readers go over it:
  *   raw     every shard file read whole, in order, with read(2) in 4 MiB
  *           chunks: once after POSIX_FADV_DONTNEED (the "cold" pass, which
- *           is a page-cache read if the kernel kept the pages), then warm
- *           (max(reps, 9) passes); the warm median is the reference;
+ *           is a page-cache read if the kernel kept the pages), then warm;
+ *           the warm read is the reference;
  *   loader  io/loader.c driven as runtime/train.c drives it: a dl_sampler
  *           over the dataset, requests kept `prefetch` steps ahead, batches
- *           taken with no compute (reps runs after a warm-up);
+ *           taken with no compute;
  *   direct  dl_dataset_read_stored in the same order on the calling thread,
  *           which separates the I/O thread's overhead from the reader's.
+ * After a warm-up of each, every one of the reps repetitions reads raw
+ * (RAW_SUB passes, their median), through the loader and directly, one
+ * after the other; the rates printed are medians over the repetitions, and
+ * the ratios to raw are the medians of each repetition's own ratio.
  * Both deliver samples as stored (and int32 labels), as the raw read does;
  * what the consumer then spends normalising them (dl_dataset_normalise, as
  * runtime/train.c calls it on the training thread) is timed on its own.
@@ -51,7 +55,7 @@
 #define CHUNK_BYTES ((size_t)4 << 20)
 #define MAX_REPS 64
 #define SEED 1
-#define RAW_REPS(reps) ((reps) < 9 ? 9 : (reps)) /* a raw pass is short: take more */
+#define RAW_SUB 3 /* raw passes per repetition: a raw pass is short, take more */
 
 typedef struct files {
     char **path;
@@ -63,7 +67,7 @@ typedef struct files {
 /* Median of v[0..n-1]; the index of a repetition with that time goes to *at. */
 static double median(const double *v, int n, int *at)
 {
-    double s[MAX_REPS];
+    double s[MAX_REPS * RAW_SUB];
     memcpy(s, v, (size_t)n * sizeof *v);
     qsort(s, (size_t)n, sizeof *s, bench_cmp_double);
     double m = s[n / 2];
@@ -373,6 +377,7 @@ static int parse(int argc, char **argv, opts_t *o)
 typedef struct results {
     double raw_cold_s, raw_warm_s, resident_before, resident_after;
     double loader_s, loader_wait_s, direct_s, norm_s;
+    double loader_vs_raw, direct_vs_raw; /* medians of the repetitions' own ratios */
     int64_t steps, samples;
     double cold_raw_s, cold_loader_s; /* medians, files evicted before each pass */
     double cold_resident;             /* largest cached fraction seen after an eviction */
@@ -447,33 +452,49 @@ static int measure(const opts_t *o, const files_t *f, dl_dataset_t *ds, results_
     r->resident_before = raw_resident(f);
     r->raw_cold_s = raw_pass(f, buf);
     r->resident_after = raw_resident(f);
-    double t[MAX_REPS], w[MAX_REPS];
+    double t[MAX_REPS * RAW_SUB], w[MAX_REPS], ld[MAX_REPS], dr[MAX_REPS];
+    double lr[MAX_REPS], drr[MAX_REPS];
     if (r->raw_cold_s < 0)
         rc = DL_ERR(err, DL_EIO, "cannot read the shard files: %s", strerror(errno));
-    for (int i = 0; !rc && i < RAW_REPS(o->reps); i++)
-        if ((t[i] = raw_pass(f, buf)) < 0)
-            rc = DL_ERR(err, DL_EIO, "cannot read the shard files: %s", strerror(errno));
-    if (!rc)
-        r->raw_warm_s = median(t, RAW_REPS(o->reps), NULL);
 
-    /* Loader and direct, one warm-up run each (a tenth of the steps), then reps. */
+    /* Warm-ups: a raw pass, and a tenth of the steps through the loader and
+     * directly. Then each repetition reads raw (RAW_SUB passes, their median),
+     * through the loader and directly, one after the other, so that every
+     * ratio compares passes made within a few tens of milliseconds of each
+     * other on this shared machine; the ratios reported are the medians of
+     * the repetitions' own ratios. */
     int64_t warm = r->steps / 10 > 0 ? r->steps / 10 : 1;
-    double s;
+    double s, per_sample = (double)f->stored_bytes / (double)dl_dataset_info(ds)->n;
+    double bytes = (double)r->samples * per_sample; /* delivered by the loader, or directly */
+    if (!rc && raw_pass(f, buf) < 0)
+        rc = DL_ERR(err, DL_EIO, "cannot read the shard files: %s", strerror(errno));
     if (!rc)
         rc = run_loader(ds, &sm, warm, o->prefetch, &s, &w[0], err);
-    for (int i = 0; !rc && i < o->reps; i++)
-        rc = run_loader(ds, &sm, r->steps, o->prefetch, &t[i], &w[i], err);
-    int at = 0;
-    if (!rc) {
-        r->loader_s = median(t, o->reps, &at);
-        r->loader_wait_s = w[at];
-    }
     if (!rc)
         rc = run_direct(ds, &sm, warm, x, y, &s, err);
-    for (int i = 0; !rc && i < o->reps; i++)
-        rc = run_direct(ds, &sm, r->steps, x, y, &t[i], err);
-    if (!rc)
-        r->direct_s = median(t, o->reps, NULL);
+    for (int i = 0; !rc && i < o->reps; i++) {
+        for (int k = 0; !rc && k < RAW_SUB; k++)
+            if ((t[i * RAW_SUB + k] = raw_pass(f, buf)) < 0)
+                rc = DL_ERR(err, DL_EIO, "cannot read the shard files: %s", strerror(errno));
+        if (!rc)
+            rc = run_loader(ds, &sm, r->steps, o->prefetch, &ld[i], &w[i], err);
+        if (!rc)
+            rc = run_direct(ds, &sm, r->steps, x, y, &dr[i], err);
+        if (!rc) {
+            double raw_bps = (double)f->bytes / median(t + i * RAW_SUB, RAW_SUB, NULL);
+            lr[i] = bytes / ld[i] / raw_bps;
+            drr[i] = bytes / dr[i] / raw_bps;
+        }
+    }
+    int at = 0;
+    if (!rc) {
+        r->raw_warm_s = median(t, o->reps * RAW_SUB, NULL);
+        r->loader_s = median(ld, o->reps, &at);
+        r->loader_wait_s = w[at];
+        r->direct_s = median(dr, o->reps, NULL);
+        r->loader_vs_raw = median(lr, o->reps, NULL);
+        r->direct_vs_raw = median(drr, o->reps, NULL);
+    }
     for (int i = 0; !rc && i < o->reps; i++)
         rc = run_normalise(ds, &sm, r->steps, x, y, xf, &t[i], err);
     if (!rc)
@@ -530,7 +551,7 @@ static void report(const opts_t *o, const files_t *f, const dl_dataset_info_t *i
                "\"target_loader_vs_raw\":0.8,\"normalise_us_per_batch\":%.2f,"
                "\"normalise_samples_per_s\":%.0f,\"normalise_float_mb_s\":%.1f,",
                n / r->loader_s, load_mbs, 1e3 * r->loader_wait_s / (double)r->steps,
-               load_mbs / raw_mbs, n / r->direct_s, dir_mbs, dir_mbs / raw_mbs, norm_us, norm_sps,
+               r->loader_vs_raw, n / r->direct_s, dir_mbs, r->direct_vs_raw, norm_us, norm_sps,
                norm_mbs);
         printf("\"cold_resident_after_evict\":%.3f,\"cold_raw_mb_s\":%.1f,"
                "\"cold_raw_samples_per_s\":%.0f,\"cold_loader_batches\":%lld,"
@@ -548,17 +569,18 @@ static void report(const opts_t *o, const files_t *f, const dl_dataset_info_t *i
            o->spec, f->n, (double)f->bytes * 1e-6, (long long)in->n, in->c, in->h, in->w, type,
            stored, reader);
     printf("run: batch %d, %s order, prefetch %d, %d epoch(s) = %lld batches per repetition; "
-           "median of %d repetitions after a warm-up (raw warm: of %d)\n\n",
-           o->batch, order, o->prefetch, o->epochs, (long long)r->steps, o->reps,
-           RAW_REPS(o->reps));
+           "medians of %d repetitions after a warm-up, each reading raw (%d passes), through the "
+           "loader and directly, one after the other; \"vs raw\" of the loader and direct: the "
+           "median of the repetitions' own ratios\n\n",
+           o->batch, order, o->prefetch, o->epochs, (long long)r->steps, o->reps, RAW_SUB);
     printf("%-26s %12s %12s %8s\n", "reader", "samples/s", "MB/s", "vs raw");
     printf("%-26s %12.0f %12.1f %8.2f\n", "raw read, cold pass", cold_mbs * 1e6 / stored, cold_mbs,
            cold_mbs / raw_mbs);
     printf("%-26s %12.0f %12.1f %8.2f\n", "raw read, warm", raw_mbs * 1e6 / stored, raw_mbs, 1.0);
     printf("%-26s %12.0f %12.1f %8.2f\n", "loader (I/O thread)", n / r->loader_s, load_mbs,
-           load_mbs / raw_mbs);
+           r->loader_vs_raw);
     printf("%-26s %12.0f %12.1f %8.2f\n\n", "direct read_stored", n / r->direct_s, dir_mbs,
-           dir_mbs / raw_mbs);
+           r->direct_vs_raw);
     printf("MB/s: raw = whole file bytes, 4 MiB read(2) chunks; loader and direct = stored bytes "
            "of the samples and labels delivered (%s samples as stored, labels as int32); "
            "samples/s of raw = its MB/s over the stored bytes per sample\n",
