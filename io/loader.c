@@ -1,10 +1,16 @@
 /* Background batch loading; see loader.h.
  *
- * Requests go into a ring of depth + 1 slots: up to depth outstanding, plus
- * the one the consumer holds. Three counters, guarded by one mutex, say where
- * everything is: requested (made by the consumer), done (read by the I/O
- * thread) and taken (handed back by dl_loader_take); slot k % nslots holds
- * request k. The thread reads without holding the mutex. */
+ * Requests go into a ring of depth entries. Three counters, guarded by one
+ * mutex, say where everything is: requested (made by the consumer), done
+ * (read by the I/O thread) and taken (handed back by dl_loader_take); entry
+ * k % depth holds request k. The batches themselves go into depth + 1 data
+ * slots: up to depth requests outstanding, plus the one the consumer holds.
+ * The I/O thread takes a slot for each request as it starts reading it, the
+ * one freed last (a stack), whose lines are most likely still in its cache:
+ * when the consumer keeps up, two or three slots do all the work, however
+ * deep the prefetch, where a ring of slots would write through all depth + 1
+ * batches in turn and find them gone from the cache. The thread reads
+ * without holding the mutex. */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -18,10 +24,14 @@
  * before it sleeps on the condition variable. */
 #define LOADER_SPINS 50
 
-typedef struct slot {
+typedef struct request {
     dl_dataset_t *ds;
     int64_t *idx;
     int n;
+    int slot; /* the data slot it is read into, set by the I/O thread */
+} request_t;
+
+typedef struct slot {
     uint8_t *x; /* stored samples */
     int32_t *y;
     int rc;
@@ -37,8 +47,11 @@ struct dl_loader {
     double timeout_s; /* longest wait in dl_loader_take; 0 = none */
     int64_t sample_bytes;
     int64_t requested, done, taken;
-    slot_t *slots;
-    float *norm; /* dl_loader_next's normalised batch, made at its first call */
+    request_t *reqs; /* depth entries */
+    slot_t *slots;   /* nslots = depth + 1 */
+    int *free_slots; /* a stack of nfree slot numbers, the last freed on top */
+    int nfree, held; /* held: the consumer's slot, -1 before its first take */
+    float *norm;     /* dl_loader_next's normalised batch, made at its first call */
     size_t norm_cap;
 };
 
@@ -59,10 +72,13 @@ static void *io_thread(void *arg)
             pthread_cond_wait(&l->wake, &l->mu);
         if (l->stop)
             break;
-        slot_t *s = &l->slots[l->done % l->nslots];
+        /* Never empty: at most depth - 1 read and not taken, and one held. */
+        request_t *r = &l->reqs[l->done % l->depth];
+        r->slot = l->free_slots[--l->nfree];
+        slot_t *s = &l->slots[r->slot];
         pthread_mutex_unlock(&l->mu);
         memset(&s->err, 0, sizeof s->err);
-        s->rc = dl_dataset_read_stored(s->ds, s->idx, s->n, s->x, s->y, &s->err);
+        s->rc = dl_dataset_read_stored(r->ds, r->idx, r->n, s->x, s->y, &s->err);
         pthread_mutex_lock(&l->mu);
         /* Atomic: dl_loader_take's spin reads it without the mutex. */
         __atomic_store_n(&l->done, l->done + 1, __ATOMIC_RELEASE);
@@ -79,12 +95,15 @@ static void *io_thread(void *arg)
 
 static void free_slots(dl_loader_t *l)
 {
+    for (int i = 0; l->reqs && i < l->depth; i++)
+        free(l->reqs[i].idx);
     for (int i = 0; l->slots && i < l->nslots; i++) {
-        free(l->slots[i].idx);
         free(l->slots[i].x);
         free(l->slots[i].y);
     }
+    free(l->reqs);
     free(l->slots);
+    free(l->free_slots);
     free(l->norm);
 }
 
@@ -103,15 +122,22 @@ int dl_loader_start(dl_loader_t **out, int depth, int max_batch, int64_t sample_
     l->nslots = depth + 1;
     l->max_batch = max_batch;
     l->sample_bytes = sample_bytes;
-    l->slots = dl_calloc((size_t)l->nslots, sizeof *l->slots, err);
-    int rc = l->slots ? 0 : DL_ENOMEM;
+    l->held = -1;
+    l->reqs = dl_calloc((size_t)depth, sizeof *l->reqs, err);
+    l->slots = l->reqs ? dl_calloc((size_t)l->nslots, sizeof *l->slots, err) : NULL;
+    l->free_slots = l->slots ? dl_calloc((size_t)l->nslots, sizeof *l->free_slots, err) : NULL;
+    int rc = l->free_slots ? 0 : DL_ENOMEM;
+    for (int i = 0; !rc && i < depth; i++)
+        if (!(l->reqs[i].idx = dl_calloc((size_t)max_batch, sizeof *l->reqs[i].idx, err)))
+            rc = DL_ENOMEM;
     for (int i = 0; !rc && i < l->nslots; i++) {
         slot_t *s = &l->slots[i];
-        s->idx = dl_calloc((size_t)max_batch, sizeof *s->idx, err);
         s->x = dl_calloc((size_t)max_batch * (size_t)sample_bytes, 1, err);
         s->y = dl_calloc((size_t)max_batch, sizeof *s->y, err);
-        if (!s->idx || !s->x || !s->y)
+        if (!s->x || !s->y)
             rc = DL_ENOMEM;
+        /* Slot 0 on top: the first reads take the slots in order. */
+        l->free_slots[l->nfree++] = l->nslots - 1 - i;
     }
     /* ready is waited on with a deadline: on the monotonic clock, which
      * does not jump when the wall clock is set. */
@@ -150,11 +176,11 @@ int dl_loader_request(dl_loader_t *l, dl_dataset_t *ds, const int64_t *idx, int 
     if (full) /* waiting here would wait forever: only the caller takes */
         return DL_ERR(err, DL_EINTERNAL, "dl_loader_request: %d requests already outstanding",
                       l->depth);
-    /* Only this thread writes slots that are not yet requested. */
-    slot_t *s = &l->slots[l->requested % l->nslots];
-    s->ds = ds;
-    s->n = n;
-    memcpy(s->idx, idx, (size_t)n * sizeof *idx);
+    /* Only this thread writes entries that are not yet requested. */
+    request_t *r = &l->reqs[l->requested % l->depth];
+    r->ds = ds;
+    r->n = n;
+    memcpy(r->idx, idx, (size_t)n * sizeof *idx);
     pthread_mutex_lock(&l->mu);
     l->requested++;
     pthread_cond_signal(&l->wake);
@@ -198,7 +224,12 @@ int dl_loader_take(dl_loader_t *l, dl_loader_batch_t *b, double *wait_s, dl_err_
                           l->timeout_s);
         }
     }
-    slot_t *s = &l->slots[l->taken % l->nslots];
+    /* The batch taken before is given up now, on top of the free stack. */
+    const request_t *r = &l->reqs[l->taken % l->depth];
+    if (l->held >= 0)
+        l->free_slots[l->nfree++] = l->held;
+    l->held = r->slot;
+    slot_t *s = &l->slots[r->slot];
     l->taken++;
     pthread_mutex_unlock(&l->mu);
     if (wait_s)
@@ -207,7 +238,7 @@ int dl_loader_take(dl_loader_t *l, dl_loader_batch_t *b, double *wait_s, dl_err_
         *err = s->err;
         return s->rc;
     }
-    *b = (dl_loader_batch_t){.ds = s->ds, .x = s->x, .y = s->y, .n = s->n};
+    *b = (dl_loader_batch_t){.ds = r->ds, .x = s->x, .y = s->y, .n = r->n};
     return 0;
 }
 

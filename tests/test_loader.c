@@ -1,9 +1,11 @@
 /* The background loader returns exactly what a direct read returns, in the
  * order requested, at every depth, as stored (dl_loader_take) and normalised
  * (dl_loader_next); refuses to over-commit and samples larger than its
- * slots; reports read errors on the request they belong to; and stops
+ * slots; keeps a batch taken intact until the next take while it reads
+ * ahead; reports read errors on the request they belong to; and stops
  * cleanly with requests outstanding. Usage: test_loader DATASET.h5 */
 #include <stdlib.h>
+#include <time.h>
 
 #include "check.h"
 #include "io/loader.h"
@@ -96,6 +98,44 @@ static void test_take(dl_dataset_t *ds, dl_dataset_t *direct)
     free(want);
 }
 
+/* The batch taken last stays as it was while the I/O thread reads the
+ * requests made after it, however many are outstanding (the thread reuses
+ * the data slots freed last, not in turn): the consumer alternates between
+ * keeping one and keeping all `depth` requests outstanding, and checks each
+ * batch held against a direct read after the thread had 20 ms to read
+ * everything requested after it. (A thread slower than that leaves the check
+ * weaker, never wrong.) */
+static void test_held(dl_dataset_t *ds, dl_dataset_t *direct, int depth)
+{
+    int64_t bytes = dl_dataset_sample_bytes(ds), n = dl_dataset_info(ds)->n;
+    dl_loader_t *l = NULL;
+    dl_err_t err = {0};
+    CHECK(dl_loader_start(&l, depth, BATCH, bytes, &err) == 0);
+    enum { ROUNDS = 24 };
+    static int64_t idx[ROUNDS][BATCH];
+    for (int r = 0; r < ROUNDS; r++)
+        for (int j = 0; j < BATCH; j++)
+            idx[r][j] = ((int64_t)r * 104729 + (int64_t)j * 7919) % n;
+    uint8_t *want = malloc((size_t)BATCH * (size_t)bytes);
+    int32_t want_y[BATCH];
+    int asked = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        if (asked == r)
+            CHECK(dl_loader_request(l, ds, idx[asked++], BATCH, &err) == 0);
+        dl_loader_batch_t b;
+        CHECK(dl_loader_take(l, &b, NULL, &err) == 0);
+        int keep = (r / 3) % 2 ? depth : 1; /* outstanding while b is held */
+        while (asked < ROUNDS && asked - (r + 1) < keep)
+            CHECK(dl_loader_request(l, ds, idx[asked++], BATCH, &err) == 0);
+        nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
+        CHECK(dl_dataset_read_stored(direct, idx[r], BATCH, want, want_y, &err) == 0);
+        CHECK(b.n == BATCH && memcmp(b.x, want, (size_t)BATCH * (size_t)bytes) == 0);
+        CHECK(memcmp(b.y, want_y, sizeof want_y) == 0);
+    }
+    dl_loader_stop(l);
+    free(want);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -111,6 +151,8 @@ int main(int argc, char **argv)
     for (int depth = 1; depth <= 4; depth++)
         test_depth(ds, direct, depth);
     test_take(ds, direct);
+    for (int depth = 1; depth <= 4; depth += 3)
+        test_held(ds, direct, depth);
     dl_dataset_close(ds);
     dl_dataset_close(direct);
     return CHECK_DONE();
